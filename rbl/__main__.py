@@ -1,0 +1,3 @@
+from rbl.cli import main
+
+main()

@@ -1,0 +1,262 @@
+"""The ``rbl`` command: one click group, a subcommand per job."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import sys
+
+import click
+
+from rbl import __version__
+from rbl.addresses import parse_subject
+from rbl.errors import RblError, SubjectError
+from rbl.policy.listing import load_listing_policy, parse_duration
+from rbl.settings import DNS_DEFAULT, SETTINGS
+from rbl.store import ListingStore
+from rbl.store.listings import Entry
+from rbl.zone.config import load_zones
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class RblGroup(click.Group):
+    """Turns every RblError into a one-line message and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RblError as exc:
+            click.echo(f"rbl: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def locations(func):
+    """--db, --policy and --zones, each with its environment variable and default."""
+    for setting in reversed(SETTINGS):
+        func = click.option(
+            f"--{setting.name}",
+            envvar=setting.env,
+            default=setting.default,
+            show_default=True,
+            show_envvar=True,
+            help=setting.help.capitalize() + ".",
+        )(func)
+    return func
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in some containers
+        return "cli"
+
+
+def _zone(zones: str, zone: str | None) -> str:
+    origins = [z.origin for z in load_zones(zones)]
+    if zone is None:
+        return origins[0]
+    zone = zone.lower().rstrip(".")
+    if zone not in origins:
+        raise RblError(f"--zone: no zone {zone!r} in {zones} (zones: {', '.join(origins)})")
+    return zone
+
+
+def _subjects(texts) -> list:
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_subject(text))
+        except SubjectError as exc:
+            raise RblError(f"SUBJECT: {exc}") from None
+    return out
+
+
+def _expiry(text: str | None, policy: str):
+    if text is None:
+        return load_listing_policy(policy).default_expiry
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise RblError(f"--expires: {exc}") from None
+
+
+@click.group(cls=RblGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="rbl")
+def cli() -> None:
+    """rbl: a DNS blocklist (RFC 5782) fair to tenants of shared cloud space.
+
+    \b
+    Example:
+        rbl listing add 192.0.2.10 --reason "spam trap hit"
+        rbl serve
+    """
+
+
+@cli.command()
+@locations
+@click.option("--dns", default=DNS_DEFAULT, show_default=True, help="Address and port for DNS (UDP and TCP); port 0 picks one.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every snapshot and more.")
+def serve(db: str, policy: str, zones: str, dns: str, verbose: bool) -> None:
+    """Answer DNS queries for every zone, from a snapshot kept fresh from the store.
+
+    A listing added with the CLI while the server runs is answered within a
+    second; a broken zone or policy file keeps the last good snapshot.
+
+    \b
+    Example:
+        rbl serve --dns 127.0.0.1:5353
+        dig @127.0.0.1 -p 5353 2.0.0.127.bl.example A
+    """
+    from rbl.dns.server import parse_endpoint
+    from rbl.service import Service
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("rbl").setLevel(logging.INFO)
+    host, port = parse_endpoint(dns, 53)
+    service = Service(db, policy, zones)
+    try:
+        asyncio.run(service.run(host, port))
+    except OSError as exc:
+        raise RblError(f"--dns {dns}: {exc.strerror or exc}") from None
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def listing() -> None:
+    """Add, remove, show and import listings.
+
+    \b
+    Example:
+        rbl listing add 192.0.2.10 198.51.100.0/24 --reason "botnet"
+    """
+
+
+@listing.command("add")
+@locations
+@click.argument("subjects", nargs=-1, required=True, metavar="SUBJECT...")
+@click.option("--zone", help="Zone to list in (default: the first zone).")
+@click.option("--category", help="Category, such as spam, botnet, scanner.")
+@click.option("--reason", help="Why, in words a delisting requester can read.")
+@click.option("--expires", help="Lifetime after now: 30m, 6h, 7d, 2w or never (default: policy expiry).")
+@click.option("--source", help="Where the evidence comes from (a trap, a feed, a person).")
+@click.option("--exclude", is_flag=True, help="An exclusion: never listed, cuts a hole in wider listings.")
+def listing_add(db, policy, zones, subjects, zone, category, reason, expires, source, exclude) -> None:
+    """List addresses, CIDRs or domains (``*.example.com``: its subdomains).
+
+    All subjects are added in one transaction, or none of them.
+
+    \b
+    Example:
+        rbl listing add 192.0.2.10 2001:db8::/48 spam.example --category spam
+    """
+    parsed = _subjects(subjects)
+    origin = _zone(zones, zone)
+    lifetime = _expiry(expires, policy)
+    store = ListingStore(db)
+    added, refreshed = store.add(
+        [Entry(subject, exclude=exclude) for subject in parsed], zone=origin, actor=_actor(),
+        category=category, reason=reason, source=source, expires=lifetime,
+    )
+    click.echo(f"{origin}: {added} added, {refreshed} refreshed")
+
+
+@listing.command("remove")
+@locations
+@click.argument("subjects", nargs=-1, required=True, metavar="SUBJECT...")
+@click.option("--zone", help="Zone to remove from (default: the first zone).")
+def listing_remove(db, policy, zones, subjects, zone) -> None:
+    """Remove listings; all of them or, if one is not listed, none.
+
+    \b
+    Example:
+        rbl listing remove 192.0.2.10 198.51.100.0/24
+    """
+    parsed = _subjects(subjects)
+    origin = _zone(zones, zone)
+    count = ListingStore(db).remove(parsed, zone=origin, actor=_actor())
+    click.echo(f"{origin}: {count} removed")
+
+
+@listing.command("show")
+@locations
+@click.argument("subject", required=False)
+@click.option("--zone", help="Only this zone.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def listing_show(db, policy, zones, subject, zone, as_json) -> None:
+    """Show listings: all, or those covering SUBJECT (an address inside a CIDR too).
+
+    \b
+    Example:
+        rbl listing show 192.0.2.10
+    """
+    parsed = _subjects([subject])[0] if subject else None
+    rows = ListingStore(db).show(parsed, zone=zone.lower().rstrip(".") if zone else None)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict()))
+        return
+    if not rows:
+        click.echo("no listings" + (f" cover {subject}" if subject else ""))
+        sys.exit(1 if subject else 0)
+    for row in rows:
+        what = ("!" if row.exclude else "") + row.subject
+        extra = " ".join(f"{k}={v}" for k, v in (
+            ("category", row.category), ("reason", row.reason), ("source", row.source),
+            ("code", row.code), ("hits", row.hits), ("expires", row.expires_at or "never"),
+        ) if v is not None)
+        click.echo(f"{row.zone}\t{what}\t{row.first_seen}\t{row.last_seen}\t{extra}")
+
+
+@listing.command("import")
+@locations
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["plain", "rbldnsd", "spamhaus-drop", "firehol", "ipsum"]),
+              help="Format of FILE (guessed when absent).")
+@click.option("--zone", help="Zone to list in (default: the first zone).")
+@click.option("--category", help="Category for every entry.")
+@click.option("--reason", help="Reason for entries that carry none.")
+@click.option("--source", help="Source (default: the file name).")
+@click.option("--expires", help="Lifetime: 30m, 6h, 7d, 2w or never (default: policy expiry).")
+def listing_import(db, policy, zones, file, fmt, zone, category, reason, source, expires) -> None:
+    """Import a list in one transaction: every line, or (on any error) none.
+
+    Formats: plain addresses/CIDRs, rbldnsd ip4set/ip4trie/ip6trie/dnset data
+    (``:A:TXT`` values, ``!`` exclusions), Spamhaus DROP, FireHOL ipset/netset, ipsum.
+
+    \b
+    Example:
+        rbl listing import firehol_level1.netset --format firehol --expires 2d
+    """
+    from pathlib import Path
+
+    from rbl.store import formats
+
+    origin = _zone(zones, zone)
+    lifetime = _expiry(expires, policy)
+    fmt = fmt or formats.guess_format(file)
+    store = ListingStore(db)
+    entries = formats.read_entries(file, fmt)
+    kwargs = dict(zone=origin, actor=_actor(), category=category, reason=reason,
+                  source=source or Path(file).name, expires=lifetime, action="import")
+    if sys.stderr.isatty():
+        with click.progressbar(length=formats.count_lines(file), label=f"importing {file}", file=sys.stderr) as bar:
+            added, refreshed = store.add(_lines_progress(entries, bar), **kwargs)
+    else:
+        added, refreshed = store.add(entries, **kwargs)
+    click.echo(f"{origin}: {added} added, {refreshed} refreshed from {file} ({fmt})")
+
+
+def _lines_progress(entries, bar):
+    last = 0
+    for entry in entries:
+        if entry.line and entry.line - last >= 1000:
+            bar.update(entry.line - last)
+            last = entry.line
+        yield entry
+
+
+def main() -> None:
+    cli(prog_name="rbl")

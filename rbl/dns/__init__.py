@@ -1,0 +1,1 @@
+"""DNS: the wire codec, answering (pure) and the UDP/TCP servers."""

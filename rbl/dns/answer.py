@@ -1,0 +1,38 @@
+"""Answering: a packet and the current snapshot in, reply bytes out. No sockets here."""
+
+from __future__ import annotations
+
+import logging
+
+from rbl.dns.general import general_answer
+from rbl.dns.wire import ZoneWire, build_wires, fast_answer
+from rbl.zone.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Responder:
+    """Holds the snapshot being served; :meth:`use` swaps in a new one atomically."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
+        self.wires: dict[bytes, ZoneWire] = build_wires(snapshot)
+        self._current = (snapshot, self.wires)
+
+    def use(self, snapshot: Snapshot) -> None:
+        wires = build_wires(snapshot)
+        # One assignment, so a query never sees a new snapshot with old templates.
+        self._current = (snapshot, wires)
+        self.snapshot, self.wires = snapshot, wires
+
+    def respond(self, data: bytes, udp: bool = True) -> bytes | None:
+        """The reply to one DNS message, or None to stay silent."""
+        snapshot, wires = self._current
+        try:
+            reply = fast_answer(data, snapshot, wires, udp)
+            if reply is None:
+                reply = general_answer(data, snapshot, udp)
+            return reply
+        except Exception:  # a packet must never take the server down
+            log.exception("unexpected error answering a %d-byte packet", len(data))
+            return None

@@ -1,0 +1,151 @@
+"""The general answering path, through dnslib: everything the fast path leaves.
+
+SOA and NS at the apex, glue, other query types, EDNS edge cases, truncation,
+odd or malformed packets. Slow but complete; the fast path in
+:mod:`rbl.dns.wire` must answer exactly as this does for what it handles.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from rbl.dns.wire import (
+    CLASS_IN, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
+    QTYPE_SOA, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_REFUSED,
+)
+from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
+
+
+def _bare_reply(data: bytes, rcode: int) -> bytes:
+    """A header-only reply: for packets whose question cannot be trusted."""
+    flags = 0x8000 | (data[2] & 0x79) << 8 | rcode  # QR, opcode and RD copied
+    return data[:2] + struct.pack(">HHHHH", flags, 0, 0, 0, 0)
+
+
+def general_answer(data: bytes, snapshot: Snapshot, udp: bool) -> bytes | None:
+    """The reply to any packet, or None when it deserves none (too short, or a response)."""
+    if len(data) < 12 or data[2] & 0x80:
+        return None
+    if data[2] & 0x78:  # opcode other than QUERY
+        return _bare_reply(data, RCODE_NOTIMP)
+    try:
+        query = DNSRecord.parse(data)
+    except Exception:  # dnslib raises several kinds for broken packets
+        return _bare_reply(data, RCODE_FORMERR)
+    if len(query.questions) != 1:
+        return _bare_reply(data, RCODE_FORMERR)
+    opts = [rr for rr in query.ar if rr.rtype == QTYPE_OPT]
+    if len(opts) > 1:
+        return _bare_reply(data, RCODE_FORMERR)
+    opt = opts[0] if opts else None
+    question = query.questions[0]
+    reply = DNSRecord(
+        DNSHeader(id=query.header.id, qr=1, aa=1, ra=0, rd=query.header.rd, cd=query.header.cd),
+        q=DNSQuestion(question.qname, question.qtype, question.qclass),
+    )
+    limit = PLAIN_UDP_SIZE
+    if opt is not None:
+        do_bit = "do" if opt.ttl & 0x8000 else ""
+        if (opt.ttl >> 16) & 0xFF:  # EDNS version other than 0
+            reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit, ext_rcode=RCODE_BADVERS >> 4))
+            reply.header.aa = 0
+            return bytes(reply.pack())
+        limit = max(opt.rclass, PLAIN_UDP_SIZE)
+    _answer(reply, question, snapshot)
+    if opt is not None:
+        reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit))
+    packed = reply.pack()
+    if udp and len(packed) > limit:
+        # RFC 2181 9: drop whole sections, set TC; the client retries over TCP.
+        reply.rr, reply.auth = [], []
+        reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE_OPT]
+        reply.header.tc = 1
+        packed = reply.pack()
+    return bytes(packed)
+
+
+def _locate(snapshot: Snapshot, qname: DNSLabel) -> tuple[ZoneSnapshot, tuple[bytes, ...], int] | None:
+    labels = tuple(label.lower() for label in qname.label)
+    for size in range(len(labels), 0, -1):
+        zone = snapshot.zones.get(b".".join(labels[-size:]))
+        if zone is not None and not any(b"." in label for label in labels[-size:]):
+            return zone, labels[:-size], size
+    return None
+
+
+def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot) -> None:
+    if question.qclass != CLASS_IN:
+        reply.header.rcode = RCODE_REFUSED
+        reply.header.aa = 0
+        return
+    found = _locate(snapshot, question.qname)
+    if found is None:
+        reply.header.rcode = RCODE_REFUSED
+        reply.header.aa = 0
+        return
+    zone, rel_labels, origin_size = found
+    config = zone.config
+    qname, qtype = question.qname, question.qtype
+    origin = DNSLabel(qname.label[-origin_size:])
+    if qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        reply.header.rcode = RCODE_REFUSED
+        return
+    if not rel_labels:
+        if qtype in (QTYPE_SOA, QTYPE_ANY):
+            reply.add_answer(_soa(zone, origin, snapshot.serial, config.soa.ttl))
+        if qtype in (QTYPE_NS, QTYPE_ANY):
+            for host in config.ns:
+                reply.add_answer(RR(qname, QTYPE_NS, ttl=config.ns_ttl, rdata=NS(host)))
+            for host in config.ns:
+                for rr in _glue(config, host, QTYPE_ANY, DNSLabel(host)):
+                    reply.add_ar(rr)
+        if not reply.rr:
+            reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
+        return
+    rel = b".".join(rel_labels)
+    host = rel.decode("ascii", "replace") + "." + config.origin
+    if host in config.glue and not any(b"." in label for label in rel_labels):
+        for rr in _glue(config, host, qtype, qname):
+            reply.add_answer(rr)
+        if not reply.rr:
+            reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
+        return
+    result = zone.find(rel) if not any(b"." in label for label in rel_labels) else NXDOMAIN
+    if result > 0:
+        answer = zone.answers[result]
+        if qtype in (QTYPE_A, QTYPE_ANY):
+            for code in answer.codes:
+                reply.add_answer(RR(qname, QTYPE_A, ttl=config.ttl, rdata=A(code)))
+        if qtype in (QTYPE_TXT, QTYPE_ANY):
+            text = answer.txt.replace("$", zone.subject_text(rel)).encode("ascii", "replace")
+            chunks = [text[i:i + 255] for i in range(0, len(text), 255)] or [b""]
+            reply.add_answer(RR(qname, QTYPE_TXT, ttl=config.ttl, rdata=TXT(chunks)))
+        if not reply.rr:
+            reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
+        return
+    if result == NXDOMAIN:
+        reply.header.rcode = RCODE_NXDOMAIN
+    reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
+
+
+def _glue(config, host: str, qtype: int, owner: DNSLabel) -> list[RR]:
+    out = []
+    for address in config.glue.get(host, ()):
+        if ":" in address and qtype in (QTYPE_AAAA, QTYPE_ANY):
+            out.append(RR(owner, QTYPE_AAAA, ttl=config.ns_ttl, rdata=AAAA(address)))
+        elif ":" not in address and qtype in (QTYPE_A, QTYPE_ANY):
+            out.append(RR(owner, QTYPE_A, ttl=config.ns_ttl, rdata=A(address)))
+    return out
+
+
+def _soa(zone: ZoneSnapshot, origin: DNSLabel, serial: int, ttl: int) -> RR:
+    soa = zone.config.soa
+    times = (serial, soa.refresh, soa.retry, soa.expire, zone.config.negative_ttl)
+    return RR(origin, QTYPE_SOA, ttl=ttl, rdata=SOA(soa.mname, soa.rname, times))
+
+
+def _negative_soa(zone: ZoneSnapshot, origin: DNSLabel, serial: int) -> RR:
+    # RFC 2308 section 5: negative answers live min(SOA TTL, SOA minimum).
+    return _soa(zone, origin, serial, min(zone.config.soa.ttl, zone.config.negative_ttl))

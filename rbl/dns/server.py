@@ -1,0 +1,107 @@
+"""UDP and TCP DNS servers on asyncio; they only move bytes, the Responder decides."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+
+from rbl.dns.answer import Responder
+from rbl.errors import RblError
+
+log = logging.getLogger(__name__)
+
+TCP_IDLE_SECONDS = 10.0  # RFC 7766 6.2.3: close idle connections, seconds not minutes
+TCP_MAX_CONNECTIONS = 256
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, responder: Responder):
+        self.responder = responder
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        reply = self.responder.respond(data, True)
+        if reply is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP errors: the client went away
+        pass
+
+
+class TcpHandler:
+    """RFC 7766: length-prefixed messages, pipelined, answered in order; idle timeout."""
+
+    def __init__(self, responder: Responder, idle: float = TCP_IDLE_SECONDS, limit: int = TCP_MAX_CONNECTIONS):
+        self.responder = responder
+        self.idle = idle
+        self.limit = limit
+        self.open = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= self.limit:
+            writer.close()
+            return
+        self.open += 1
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readexactly(2), self.idle)
+                    (length,) = struct.unpack(">H", head)
+                    data = await asyncio.wait_for(reader.readexactly(length), self.idle)
+                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    break
+                reply = self.responder.respond(data, False)
+                if reply is None:
+                    continue
+                writer.write(struct.pack(">H", len(reply)) + reply)
+                if writer.transport.get_write_buffer_size() > 65536:
+                    await writer.drain()
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
+    """``127.0.0.1:5353``, ``[::1]:5353``, ``::1`` or ``127.0.0.1``.
+
+    :raises RblError: for anything else.
+    """
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536 or not host:
+        raise RblError(f"{text!r} is not an address and port such as 127.0.0.1:5353")
+    return host, int(port)
+
+
+async def start_dns(responder: Responder, host: str, port: int) -> tuple[list, int]:
+    """Listen on UDP and TCP at host:port (port 0: the same free port for both)."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _attempt in range(20):
+        udp_sock = socket.socket(family, socket.SOCK_DGRAM)
+        udp_sock.bind((host, port))
+        bound = udp_sock.getsockname()[1]
+        tcp_sock = socket.socket(family, socket.SOCK_STREAM)
+        tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp_sock.bind((host, bound))
+        except OSError:
+            udp_sock.close()
+            tcp_sock.close()
+            if port:
+                raise
+            continue  # the free UDP port was taken for TCP: try another
+        transport, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(responder), sock=udp_sock)
+        server = await asyncio.start_server(TcpHandler(responder), sock=tcp_sock, backlog=128)
+        return [transport, server], bound
+    raise RblError(f"no free port on {host} for both UDP and TCP")

@@ -1,0 +1,178 @@
+"""The fast wire path: A/TXT/ANY questions under a zone, answered from byte templates.
+
+Receivers ask a DNSBL one question per SMTP connection, almost always A (and
+sometimes TXT) for a reversed address. This module reads such a query straight
+from the packet and writes the answer from bytes prebuilt per snapshot, with no
+per-query dnslib objects. Anything it does not fully understand it leaves to the
+general path (:mod:`rbl.dns.general`) by returning None; tests hold the two paths
+to the same answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
+
+QTYPE_A = 1
+QTYPE_NS = 2
+QTYPE_SOA = 6
+QTYPE_TXT = 16
+QTYPE_AAAA = 28
+QTYPE_OPT = 41
+QTYPE_ANY = 255
+CLASS_IN = 1
+
+RCODE_NOERROR = 0
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+RCODE_NOTIMP = 4
+RCODE_REFUSED = 5
+RCODE_BADVERS = 16
+
+# The UDP payload size we advertise: the DNS flag day 2020 value, safe from fragmentation.
+OUR_UDP_SIZE = 1232
+PLAIN_UDP_SIZE = 512
+
+_COUNTS = struct.Struct(">HHHH")
+_TYPE_CLASS = struct.Struct(">HH")
+_OPT_FIXED = struct.Struct(">HHBBHH")  # type, size, ext rcode, version, flags, rdlen
+_PTR_QNAME = b"\xc0\x0c"
+
+
+def name_wire(name: str) -> bytes:
+    """Uncompressed wire form of a dotted name."""
+    out = b"".join(bytes([len(label)]) + label.encode("ascii") for label in name.split(".") if label)
+    return out + b"\x00"
+
+
+def txt_rdata(text: bytes) -> bytes:
+    """TXT rdata: the text as character-strings of at most 255 bytes (RFC 1035 3.3.14)."""
+    if not text:
+        return b"\x00"
+    return b"".join(bytes([len(chunk)]) + chunk for chunk in (text[i:i + 255] for i in range(0, len(text), 255)))
+
+
+def opt_record(do_bit: int) -> bytes:
+    """Our OPT record: root owner, our payload size, version 0, DO copied (RFC 3225)."""
+    return b"\x00" + _OPT_FIXED.pack(QTYPE_OPT, OUR_UDP_SIZE, 0, 0, 0x8000 if do_bit else 0, 0)
+
+
+class ZoneWire:
+    """Byte templates of one zone for the fast path, built once per snapshot."""
+
+    __slots__ = ("zone", "origin_len", "a_rrs", "a_counts", "txt_head", "soa_tail", "special")
+
+    def __init__(self, zone: ZoneSnapshot, serial: int):
+        config = zone.config
+        self.zone = zone
+        self.origin_len = len(zone.origin) + 2  # wire length of the origin name
+        ttl = struct.pack(">I", config.ttl)
+        self.a_rrs: list[bytes] = [b""]
+        self.a_counts: list[int] = [0]
+        for answer in zone.answers[1:]:
+            self.a_rrs.append(b"".join(
+                _PTR_QNAME + b"\x00\x01\x00\x01" + ttl + b"\x00\x04" + socket.inet_aton(code)
+                for code in answer.codes
+            ))
+            self.a_counts.append(len(answer.codes))
+        self.txt_head = _PTR_QNAME + b"\x00\x10\x00\x01" + ttl
+        soa = config.soa
+        rdata = (name_wire(soa.mname) + name_wire(soa.rname)
+                 + struct.pack(">IIIII", serial, soa.refresh, soa.retry, soa.expire, config.negative_ttl))
+        # RFC 2308: the SOA in a negative answer lives min(SOA TTL, SOA minimum).
+        neg_ttl = min(soa.ttl, config.negative_ttl)
+        self.soa_tail = b"\x00\x06\x00\x01" + struct.pack(">IH", neg_ttl, len(rdata)) + rdata
+        # Names with records of their own (apex, glue hosts): the general path answers them.
+        self.special = {b""} | {
+            host[: -len(config.origin) - 1].encode("ascii")
+            for host in config.glue
+            if host != config.origin
+        }
+
+    def txt_rr(self, index: int, rel: bytes) -> bytes:
+        template = self.zone.answers[index].txt
+        text = template.replace("$", self.zone.subject_text(rel)) if "$" in template else template
+        rdata = txt_rdata(text.encode("ascii", "replace"))
+        return self.txt_head + struct.pack(">H", len(rdata)) + rdata
+
+
+def build_wires(snapshot: Snapshot) -> dict[bytes, ZoneWire]:
+    return {origin: ZoneWire(zone, snapshot.serial) for origin, zone in snapshot.zones.items()}
+
+
+def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], udp: bool) -> bytes | None:
+    """The reply to a plain A/TXT/ANY query under a zone, or None for the general path."""
+    if len(data) < 17 or data[2] & 0xF8:  # a response, or an opcode other than QUERY
+        return None
+    qd, an, ns, ar = _COUNTS.unpack_from(data, 4)
+    if qd != 1 or an or ns or ar > 1:
+        return None
+    labels = []
+    pos = 12
+    end = len(data)
+    while True:
+        if pos >= end:
+            return None
+        length = data[pos]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        label = data[pos + 1: pos + 1 + length]
+        if b"." in label or len(label) != length:
+            return None
+        labels.append(label)
+        pos += 1 + length
+    qend = pos + 5
+    if qend > end:
+        return None
+    qtype, qclass = _TYPE_CLASS.unpack_from(data, pos + 1)
+    if qclass != CLASS_IN or (qtype != QTYPE_A and qtype != QTYPE_TXT and qtype != QTYPE_ANY):
+        return None
+    opt = b""
+    limit = PLAIN_UDP_SIZE
+    if ar:
+        # Exactly one OPT record, version 0, nothing after it; options are ignored.
+        if qend + 11 > end or data[qend] != 0:
+            return None
+        otype, size, _ext, version, flags, rdlen = _OPT_FIXED.unpack_from(data, qend + 1)
+        if otype != QTYPE_OPT or version or qend + 11 + rdlen != end:
+            return None
+        opt = opt_record(flags & 0x8000)
+        limit = size if size > PLAIN_UDP_SIZE else PLAIN_UDP_SIZE
+    elif qend != end:
+        return None
+    qname = b".".join(labels).lower()
+    found = snapshot.zone_for(qname)
+    if found is None:
+        return None
+    zone, rel = found
+    wire = wires[zone.origin]
+    if rel in wire.special:
+        return None
+    result = zone.find(rel)
+    flags = bytes([0x84 | (data[2] & 0x01), data[3] & 0x10])
+    if result > 0:
+        if qtype == QTYPE_A:
+            body = wire.a_rrs[result]
+            count = wire.a_counts[result]
+        elif qtype == QTYPE_TXT:
+            body = wire.txt_rr(result, rel)
+            count = 1
+        else:
+            body = wire.a_rrs[result] + wire.txt_rr(result, rel)
+            count = wire.a_counts[result] + 1
+        reply = b"".join((data[:2], flags, _COUNTS.pack(1, count, 0, 1 if opt else 0), data[12:qend], body, opt))
+    else:
+        if result == NXDOMAIN:
+            flags = bytes([flags[0], flags[1] | RCODE_NXDOMAIN])
+        pointer = struct.pack(">H", 0xC000 | (pos + 1 - wire.origin_len))
+        reply = b"".join((data[:2], flags, _COUNTS.pack(1, 0, 1, 1 if opt else 0), data[12:qend],
+                          pointer, wire.soa_tail, opt))
+    if udp and len(reply) > limit:
+        return None  # the general path truncates
+    return reply
+

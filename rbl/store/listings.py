@@ -1,0 +1,293 @@
+"""Listings: add, remove, show and import, each one transaction with its audit rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from rbl.addresses import DOMAIN, Subject, parse_subject
+from rbl.errors import StoreError
+from rbl.store.schema import migrate
+
+Clock = Callable[[], dt.datetime]
+
+_COLUMNS = (
+    "zone subject kind net plen exclude code txt category reason source "
+    "first_seen last_seen hits expires_at state"
+).split()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """The store's time format: ISO 8601 UTC to the second, sortable as text."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Listing:
+    """One row of the listings table."""
+
+    zone: str
+    subject: str
+    kind: str
+    net: bytes | None
+    plen: int | None
+    exclude: int
+    code: str | None
+    txt: str | None
+    category: str | None
+    reason: str | None
+    source: str | None
+    first_seen: str
+    last_seen: str
+    hits: int
+    expires_at: str | None
+    state: str
+    id: int | None = field(default=None)
+
+    def as_dict(self) -> dict:
+        """The row as JSON-ready data, without empty fields and the binary key."""
+        out = {name: getattr(self, name) for name in _COLUMNS if name not in ("net", "plen")}
+        return {k: v for k, v in out.items() if v is not None and not (k == "exclude" and v == 0)}
+
+
+@dataclass(slots=True)
+class Entry:
+    """What an add or an import asks for one subject."""
+
+    subject: Subject
+    exclude: bool = False
+    code: str | None = None
+    txt: str | None = None
+    reason: str | None = None
+    hits: int | None = None
+    line: int | None = None
+
+
+class ListingStore:
+    """The one owner of writes to the listing database."""
+
+    def __init__(self, path: str | Path, clock: Clock = utcnow):
+        self.path = str(path)
+        self.clock = clock
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            # Autocommit, with explicit BEGIN IMMEDIATE in transaction(): an import is
+            # all lines or none, and sqlite3's implicit transactions would split it.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open the listing store: {exc}") from None
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; bumps the generation so servers see the change."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def generation(self) -> int:
+        return self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+
+    def next_serial(self, at_least: int) -> int:
+        """A snapshot serial larger than every one handed out before, and >= at_least."""
+        with self.db.conn as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            (last,) = conn.execute("SELECT value FROM meta WHERE key = 'serial'").fetchone()
+            serial = max(last + 1, at_least) % 2**32
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'serial'", [serial])
+        return serial
+
+    # -- reads ---------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Iterable = ()) -> list[Listing]:
+        cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)}, id FROM listings {sql}", list(params))
+        return [Listing(*row) for row in cursor.fetchall()]
+
+    def get(self, zone: str, subject: Subject) -> Listing | None:
+        rows = self._rows("WHERE zone = ? AND subject = ?", [zone, subject.text])
+        return rows[0] if rows else None
+
+    def show(self, subject: Subject | None = None, zone: str | None = None, include_removed: bool = False) -> list[Listing]:
+        """Listings of a zone, or those covering a subject (an address inside a CIDR too)."""
+        where, params = ["1"], []
+        if zone:
+            where.append("zone = ?")
+            params.append(zone)
+        if not include_removed:
+            where.append("state = 'active'")
+        if subject is None:
+            return self._rows(f"WHERE {' AND '.join(where)} ORDER BY zone, kind, net, plen, subject", params)
+        if subject.kind == DOMAIN:
+            rows = self._rows(f"WHERE {' AND '.join(where)} AND kind = 'domain'", params)
+            return [r for r in rows if _domain_covers(r.subject, subject)]
+        where.append("kind = ? AND plen <= ?")
+        params += [subject.kind, subject.plen]
+        rows = self._rows(f"WHERE {' AND '.join(where)} ORDER BY plen", params)
+        bits = subject.bits
+        return [
+            r for r in rows
+            if (subject.net >> (bits - r.plen)) == (int.from_bytes(r.net, "big") >> (bits - r.plen))
+        ]
+
+    def serving(self, zone: str, now: dt.datetime) -> Iterator[tuple]:
+        """(kind, net, plen, subject, exclude, code, txt) of the listings a snapshot serves."""
+        return self.db.execute(
+            "SELECT kind, net, plen, subject, exclude, code, txt FROM listings "
+            "WHERE state = 'active' AND zone = ? AND (expires_at IS NULL OR expires_at > ?)",
+            [zone, timestamp(now)],
+        )
+
+    def next_expiry(self, now: dt.datetime) -> str | None:
+        """When the next active listing expires, so a server recompiles then."""
+        row = self.db.execute(
+            "SELECT min(expires_at) FROM listings WHERE state = 'active' AND expires_at > ?",
+            [timestamp(now)],
+        ).fetchone()
+        return row[0]
+
+    def audit(self, limit: int = 100) -> list[dict]:
+        return list(self.db.query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", [limit]))
+
+    # -- writes --------------------------------------------------------------
+
+    def add(
+        self,
+        entries: Iterable[Entry],
+        *,
+        zone: str,
+        actor: str,
+        category: str | None = None,
+        reason: str | None = None,
+        source: str | None = None,
+        expires: dt.timedelta | None = None,
+        action: str = "add",
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Add or refresh listings in one transaction; return (added, refreshed).
+
+        A subject already listed keeps its first_seen and gains a hit. Nothing is
+        written if any entry fails.
+        """
+        now = self.clock()
+        stamp = timestamp(now)
+        expires_at = timestamp(now + expires) if expires is not None else None
+        added = refreshed = 0
+        with self.transaction() as conn:
+            batch: list[Entry] = []
+            for entry in entries:
+                batch.append(entry)
+                if len(batch) >= 500:
+                    a, r = self._upsert(conn, batch, zone, actor, action, stamp, expires_at, category, reason, source)
+                    added, refreshed = added + a, refreshed + r
+                    if progress:
+                        progress(len(batch))
+                    batch = []
+            if batch:
+                a, r = self._upsert(conn, batch, zone, actor, action, stamp, expires_at, category, reason, source)
+                added, refreshed = added + a, refreshed + r
+                if progress:
+                    progress(len(batch))
+        return added, refreshed
+
+    def _upsert(self, conn, batch, zone, actor, action, stamp, expires_at, category, reason, source):
+        # Later lines win over earlier ones for the same subject, as a file read top down.
+        by_subject: dict[str, Entry] = {}
+        for entry in batch:
+            by_subject[entry.subject.text] = entry
+        marks = ",".join("?" * len(by_subject))
+        existing = {
+            row.subject: row
+            for row in self._rows(f"WHERE zone = ? AND subject IN ({marks})", [zone, *by_subject])
+        }
+        rows, audits = [], []
+        added = 0
+        for text, entry in by_subject.items():
+            subject = entry.subject
+            old = existing.get(text)
+            new = Listing(
+                zone=zone,
+                subject=text,
+                kind=subject.kind,
+                net=subject.packed or None,
+                plen=subject.plen if subject.kind != DOMAIN else None,
+                exclude=int(entry.exclude),
+                code=entry.code,
+                txt=entry.txt,
+                category=category if category is not None else (old.category if old else None),
+                reason=entry.reason or reason or (old.reason if old else None),
+                source=source if source is not None else (old.source if old else None),
+                first_seen=old.first_seen if old else stamp,
+                last_seen=stamp,
+                # A list that counts for us (ipsum) says how many; otherwise one more hit.
+                hits=entry.hits if entry.hits is not None
+                else 1 + (old.hits if old and old.state == "active" else 0),
+                expires_at=expires_at,
+                state="active",
+            )
+            added += old is None or old.state != "active"
+            rows.append([getattr(new, c) for c in _COLUMNS])
+            audits.append([stamp, actor, action, text,
+                           json.dumps(old.as_dict()) if old else None, json.dumps(new.as_dict())])
+        sets = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("zone", "subject"))
+        conn.executemany(
+            f"INSERT INTO listings ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+            f"ON CONFLICT (zone, subject) DO UPDATE SET {sets}",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+            audits,
+        )
+        return added, len(by_subject) - added
+
+    def remove(self, subjects: Iterable[Subject], *, zone: str, actor: str) -> int:
+        """Remove active listings in one transaction.
+
+        :raises StoreError: naming the first subject that is not listed; then nothing changes.
+        """
+        stamp = timestamp(self.clock())
+        count = 0
+        with self.transaction() as conn:
+            for subject in subjects:
+                old = self.get(zone, subject)
+                if old is None or old.state != "active":
+                    raise StoreError(f"{subject.text} is not listed in {zone}")
+                conn.execute("UPDATE listings SET state = 'removed', last_seen = ? WHERE id = ?", [stamp, old.id])
+                after = dict(old.as_dict(), state="removed", last_seen=stamp)
+                conn.execute(
+                    "INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, 'remove', ?, ?, ?)",
+                    [stamp, actor, old.subject, json.dumps(old.as_dict()), json.dumps(after)],
+                )
+                count += 1
+        return count
+
+
+def _domain_covers(listed: str, subject: Subject) -> bool:
+    entry = parse_subject(listed)
+    name, base = subject.domain, entry.domain
+    if entry.cover in ("exact", "both") and name == base:
+        return True
+    return entry.cover in ("subdomains", "both") and name.endswith("." + base)

@@ -1,0 +1,85 @@
+"""Schema changes as named, ordered migrations recorded in the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _listings(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE listings (
+            id INTEGER PRIMARY KEY,
+            zone TEXT NOT NULL,
+            subject TEXT NOT NULL,          -- canonical text: 192.0.2.0/24, *.example.com
+            kind TEXT NOT NULL CHECK (kind IN ('ip4', 'ip6', 'domain')),
+            net BLOB,                       -- network address, 4 or 16 bytes; NULL for domains
+            plen INTEGER,                   -- prefix length; NULL for domains
+            exclude INTEGER NOT NULL DEFAULT 0,  -- an exclusion cuts a hole (rbldnsd '!')
+            code TEXT,                      -- A value override (NULL: the zone's block code)
+            txt TEXT,                       -- TXT override (NULL: the zone's template)
+            category TEXT,
+            reason TEXT,
+            source TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 1,
+            expires_at TEXT,                -- NULL: never
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'removed')),
+            UNIQUE (zone, subject)
+        )
+        """
+    )
+    db.execute("CREATE INDEX listings_serving ON listings (state, zone, kind)")
+    db.execute(
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT,
+            before TEXT,                    -- JSON of the row before, NULL if new
+            after TEXT                      -- JSON of the row after, NULL if gone
+        )
+        """
+    )
+    # Append-only: history that can be rewritten is not history.
+    for op in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER audit_no_{op.lower()} BEFORE {op} ON audit "
+            "BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END"
+        )
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    # generation: bumped by every committed change, so servers notice cheaply.
+    db.execute("INSERT INTO meta (key, value) VALUES ('generation', 0), ('serial', 0)")
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("0001_listings_audit_meta", _listings),
+]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations this database lacks, in order; return their names."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        with db.conn:
+            step(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                [name, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")],
+            )
+        applied.append(name)
+    return applied

@@ -1,0 +1,1 @@
+"""Zones: their files, the snapshot compiler and (later) exports."""

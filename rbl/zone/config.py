@@ -1,0 +1,174 @@
+"""``zones/<origin>.yaml``: what a zone serves besides its listings.
+
+Example::
+
+    origin: bl.example
+    ttl: 2100                  # listed answers
+    negative_ttl: 300          # NXDOMAIN and NODATA (SOA minimum, RFC 2308)
+    soa:
+      mname: ns1.bl.example
+      rname: hostmaster.bl.example
+      refresh: 3600
+      retry: 600
+      expire: 604800
+      ttl: 3600
+    ns:
+      ttl: 86400
+      servers:
+        - name: ns1.bl.example
+          addresses: [127.0.0.1, "::1"]   # glue, served as A/AAAA
+    txt: "Listed by bl.example, see https://bl.example/lookup?q=$"
+    malformed_answer: false    # true: malformed names answer 127.255.255.252
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rbl import yamlfile
+from rbl.errors import ConfigError
+
+_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$")
+MAX_TTL = 2**31 - 1
+
+MALFORMED_CODE = "127.255.255.252"
+
+
+@dataclass(frozen=True)
+class Soa:
+    mname: str
+    rname: str
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 604800
+    ttl: int = 3600
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    """One zone as the operator wrote it."""
+
+    origin: str
+    path: str
+    soa: Soa
+    ns: tuple[str, ...]
+    glue: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ttl: int = 2100
+    negative_ttl: int = 300
+    ns_ttl: int = 86400
+    txt: str = "Listed, see https://$"
+    malformed_answer: bool = False
+
+
+def _ttl(node: yamlfile.Located, key: str, default: int) -> int:
+    value = node.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TTL:
+        raise node.error(f"{key} must be a whole number of seconds from 0 to {MAX_TTL}, not {value!r}", key)
+    return value
+
+
+def _name(node: yamlfile.Located, key: str, value: object = None) -> str:
+    text = str(node[key] if value is None else value).lower().rstrip(".")
+    if not _NAME.match(text):
+        raise node.error(f"{key}: {text!r} is not a valid domain name", key)
+    return text
+
+
+def load_zone(path: str | Path) -> ZoneConfig:
+    """Read one zone file.
+
+    :raises ConfigError: naming the file and line of the first problem.
+    """
+    name = str(path)
+    data = yamlfile.load(path)
+    node = yamlfile.check_keys(
+        data,
+        {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer"},
+        {"origin", "soa", "ns"},
+        "zone",
+        name,
+        1,
+    )
+    origin = _name(node, "origin")
+    soa_node = yamlfile.check_keys(
+        node["soa"], {"mname", "rname", "refresh", "retry", "expire", "ttl"}, {"mname", "rname"},
+        "soa", name, node.where("soa"),
+    )
+    rname = str(soa_node["rname"]).replace("@", ".")
+    soa = Soa(
+        mname=_name(soa_node, "mname"),
+        rname=_name(soa_node, "rname", rname),
+        refresh=_ttl(soa_node, "refresh", 3600),
+        retry=_ttl(soa_node, "retry", 600),
+        expire=_ttl(soa_node, "expire", 604800),
+        ttl=_ttl(soa_node, "ttl", 3600),
+    )
+    ns_node = yamlfile.check_keys(node["ns"], {"ttl", "servers"}, {"servers"}, "ns", name, node.where("ns"))
+    servers = ns_node["servers"]
+    if not isinstance(servers, list) or not servers:
+        raise ns_node.error("ns servers must be a non-empty list", "servers")
+    ns: list[str] = []
+    glue: dict[str, tuple[str, ...]] = {}
+    for server in servers:
+        line = getattr(server, "line", ns_node.where("servers"))
+        server = yamlfile.check_keys(server, {"name", "addresses"}, {"name"}, "ns server", name, line)
+        host = _name(server, "name")
+        if host in ns:
+            raise server.error(f"name server {host} is named twice", "name")
+        ns.append(host)
+        addresses = server.get("addresses", [])
+        if not isinstance(addresses, list):
+            raise server.error("addresses must be a list", "addresses")
+        in_zone = host == origin or host.endswith("." + origin)
+        if in_zone and not addresses:
+            raise server.error(f"{host} is inside {origin}: it needs glue addresses", "name")
+        if addresses and not in_zone:
+            raise server.error(f"{host} is outside {origin}: glue is only served for names inside it", "addresses")
+        parsed = []
+        for address in addresses:
+            try:
+                parsed.append(str(ipaddress.ip_address(str(address))))
+            except ValueError:
+                raise server.error(f"{address!r} is not an IP address", "addresses") from None
+        if parsed:
+            glue[host] = tuple(parsed)
+    txt = node.get("txt", "Listed, see https://$")
+    if not isinstance(txt, str) or not txt.isascii():
+        raise node.error("txt must be a text of ASCII characters", "txt")
+    malformed = node.get("malformed_answer", False)
+    if not isinstance(malformed, bool):
+        raise node.error("malformed_answer must be true or false", "malformed_answer")
+    return ZoneConfig(
+        origin=origin,
+        path=name,
+        soa=soa,
+        ns=tuple(ns),
+        glue=glue,
+        ttl=_ttl(node, "ttl", 2100),
+        negative_ttl=_ttl(node, "negative_ttl", 300),
+        ns_ttl=_ttl(ns_node, "ttl", 86400),
+        txt=txt,
+        malformed_answer=malformed,
+    )
+
+
+def load_zones(zones_dir: str | Path) -> list[ZoneConfig]:
+    """Every ``*.yaml`` zone in the folder, sorted by origin.
+
+    :raises ConfigError: for a broken file, a missing folder, or two files with one origin.
+    """
+    folder = Path(zones_dir)
+    if not folder.is_dir():
+        raise ConfigError("no such zones folder", str(folder))
+    zones: dict[str, ZoneConfig] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        zone = load_zone(path)
+        if zone.origin in zones:
+            raise ConfigError(f"origin {zone.origin} is already served by {zones[zone.origin].path}", str(path), 1)
+        zones[zone.origin] = zone
+    if not zones:
+        raise ConfigError("no zone files (*.yaml) in the zones folder", str(folder))
+    return sorted(zones.values(), key=lambda z: z.origin)

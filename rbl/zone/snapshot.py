@@ -1,0 +1,276 @@
+"""The snapshot: listings compiled into compact sorted arrays the DNS server answers from.
+
+A snapshot is immutable. Each zone holds three interval maps (IPv4, IPv6,
+domains) whose values index a small table of distinct answers (codes and TXT
+template), so millions of listings cost a few arrays, not millions of objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+
+from rbl.addresses import DOMAIN, IP4, IP6, BOTH, EXACT, SUBDOMAINS, Subject, parse_domain, parse_relative, nibble_prefix
+from rbl.errors import RblError, SnapshotError
+from rbl.policy.listing import ListingPolicy
+from rbl.zone.config import MALFORMED_CODE, ZoneConfig
+from rbl.zone.intervals import flatten
+
+# Lookup outcomes besides a positive answer index.
+NXDOMAIN = 0
+NODATA = -1  # an empty non-terminal: names exist below it (RFC 8020, RFC 9156)
+
+_IP4_FULL = re.compile(rb"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\."
+                       rb"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
+_IP6_FULL = re.compile(rb"^(?:[0-9a-f]\.){31}[0-9a-f]$")
+_MASK64 = 2**64 - 1
+
+# Priorities among identical ranges: an exclusion beats a listing, a test point both.
+_LISTING, _EXCLUSION, _TEST_POINT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a listed subject answers: one A record per code, and a TXT."""
+
+    codes: tuple[str, ...]
+    txt: str
+
+
+def domain_key(name: bytes) -> bytes:
+    """Sort key of a lowercase domain: labels reversed, so a subtree is one interval."""
+    return b"\x01".join(reversed(name.split(b"."))) + b"\x01"
+
+
+def _domain_range(subject: Subject) -> tuple[bytes, bytes]:
+    key = domain_key(subject.domain.encode("ascii"))
+    below = key[:-1] + b"\x02"  # just past every name under it
+    if subject.cover == EXACT:
+        return key, key + b"\x02"
+    if subject.cover == SUBDOMAINS:
+        return key + b"\x02", below
+    return key, below
+
+
+@dataclass
+class ZoneSnapshot:
+    """One zone's compiled data; lookups take the query name below the origin."""
+
+    config: ZoneConfig
+    answers: list[Answer | None]
+    ip4_starts: array
+    ip4_values: array
+    ip6_hi: array
+    ip6_lo: array
+    ip6_values: array
+    domain_keys: list[bytes]
+    domain_values: array
+    malformed: int = NXDOMAIN  # what a malformed address-shaped name answers
+    origin: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.origin = self.config.origin.encode("ascii")
+
+    # -- lookups ---------------------------------------------------------------
+
+    def ip4(self, value: int) -> int:
+        return self.ip4_values[bisect_right(self.ip4_starts, value) - 1]
+
+    def _ip6_next(self, value: int) -> int:
+        """Index of the first breakpoint above ``value``: keys are (high, low) halves."""
+        hi, lo = value >> 64, value & _MASK64
+        his = self.ip6_hi
+        return bisect_right(self.ip6_lo, lo, bisect_left(his, hi), bisect_right(his, hi))
+
+    def ip6(self, value: int) -> int:
+        return self.ip6_values[self._ip6_next(value) - 1]
+
+    def domain(self, name: bytes) -> int:
+        return self.domain_values[bisect_right(self.domain_keys, domain_key(name)) - 1]
+
+    def find(self, rel: bytes) -> int:
+        """Answer index (>0), NXDOMAIN or NODATA for a lowercase name below the origin."""
+        match = _IP4_FULL.match(rel)
+        if match:
+            a, b, c, d = match.groups()
+            return self.ip4((int(d) << 24) | (int(c) << 16) | (int(b) << 8) | int(a))
+        if _IP6_FULL.match(rel):
+            return self.ip6(int(rel[::-1].replace(b".", b""), 16))
+        return self._find_other(rel)
+
+    def _find_other(self, rel: bytes) -> int:
+        if b"\x00" in rel or b"\x01" in rel or b"\x02" in rel:
+            return NXDOMAIN  # these bytes delimit domain keys; no listed name has them
+        parts = rel.split(b".")
+        candidates = []
+        prefix = parse_relative(rel)
+        if prefix is not None:
+            candidates.append(prefix)
+            if prefix[0] == IP4:  # "1.2" is also a nibble path
+                nibbles = nibble_prefix(parts)
+                if nibbles is not None:
+                    candidates.append(nibbles)
+        for kind, value, plen in candidates:
+            if kind == IP4 and self._ip4_any(value, value + (1 << (32 - plen))):
+                return NODATA
+            if kind == IP6 and self._ip6_any(value, value + (1 << (128 - plen))):
+                return NODATA
+        if prefix is None and self.malformed and _looks_numeric(parts):
+            return self.malformed
+        found = self.domain(rel)
+        if found:
+            return found
+        key = domain_key(rel)
+        if self._domain_any(key + b"\x02", key[:-1] + b"\x02"):
+            return NODATA
+        return NXDOMAIN
+
+    def _ip4_any(self, lo: int, hi: int) -> bool:
+        i = bisect_right(self.ip4_starts, lo) - 1
+        return bool(self.ip4_values[i]) or (i + 1 < len(self.ip4_starts) and self.ip4_starts[i + 1] < hi)
+
+    def _ip6_any(self, lo: int, hi: int) -> bool:
+        i = self._ip6_next(lo)
+        return bool(self.ip6_values[i - 1]) or (
+            i < len(self.ip6_hi) and ((self.ip6_hi[i] << 64) | self.ip6_lo[i]) < hi
+        )
+
+    def _domain_any(self, lo: bytes, hi: bytes) -> bool:
+        i = bisect_right(self.domain_keys, lo) - 1
+        return bool(self.domain_values[i]) or (i + 1 < len(self.domain_keys) and self.domain_keys[i + 1] < hi)
+
+    def subject_text(self, rel: bytes) -> str:
+        """The subject a TXT template's ``$`` stands for: the address or the domain."""
+        match = _IP4_FULL.match(rel)
+        if match:
+            return ".".join(reversed([g.decode() for g in match.groups()]))
+        if _IP6_FULL.match(rel):
+            import ipaddress
+            return str(ipaddress.IPv6Address(int(rel[::-1].replace(b".", b""), 16)))
+        return rel.decode("ascii", "replace")
+
+
+def _looks_numeric(parts: list[bytes]) -> bool:
+    # Address-shaped but not an address: 1.2.3.4.5, 300.1.2.3, 33 nibbles.
+    return all(p.isdigit() for p in parts) or (len(parts) > 32 and all(len(p) == 1 for p in parts))
+
+
+@dataclass
+class Snapshot:
+    """Every zone's compiled data, with the serial they are served under."""
+
+    serial: int
+    zones: dict[bytes, ZoneSnapshot]
+    built_at: float
+    compile_seconds: float
+    listings: int
+
+    def zone_for(self, qname: bytes) -> tuple[ZoneSnapshot, bytes] | None:
+        """The zone holding a lowercase dotted name, and the name below its origin."""
+        name = qname
+        while True:
+            zone = self.zones.get(name)
+            if zone is not None:
+                rel = qname[: len(qname) - len(name) - 1] if len(qname) > len(name) else b""
+                return zone, rel
+            dot = name.find(b".")
+            if dot < 0:
+                return None
+            name = name[dot + 1:]
+
+
+def _code_text(code: str) -> str:
+    # rbldnsd writes a bare number N for 127.0.0.N
+    return f"127.0.0.{code}" if code.isdigit() else code
+
+
+def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[ZoneSnapshot, int]:
+    """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``."""
+    block = policy.code("block")
+    answers: list[Answer | None] = [None]
+    index: dict[Answer, int] = {}
+
+    def answer_id(code: str | None, txt: str | None) -> int:
+        answer = Answer((_code_text(code) if code else block,), txt if txt is not None else config.txt)
+        found = index.get(answer)
+        if found is None:
+            found = index[answer] = len(answers)
+            answers.append(answer)
+        return found
+
+    ip4: list = []
+    ip6: list = []
+    domains: list = []
+    count = 0
+    for kind, net, plen, subject, exclude, code, txt in rows:
+        count += 1
+        value = 0 if exclude else answer_id(code, txt)
+        prio = _EXCLUSION if exclude else _LISTING
+        if kind == IP4:
+            lo = int.from_bytes(net, "big")
+            ip4.append((lo, lo + (1 << (32 - plen)), prio, value))
+        elif kind == IP6:
+            lo = int.from_bytes(net, "big")
+            ip6.append((lo, lo + (1 << (128 - plen)), prio, value))
+        elif kind == DOMAIN:
+            lo_key, hi_key = _domain_range(parse_domain(subject))
+            domains.append((lo_key, hi_key, prio, value))
+    # RFC 5782 section 5 test points, always served.
+    test = answer_id(None, None)
+    ip4 += [(0x7F000002, 0x7F000003, _TEST_POINT, test), (0x7F000001, 0x7F000002, _TEST_POINT, 0)]
+    ip6 += [(0xFFFF7F000002, 0xFFFF7F000003, _TEST_POINT, test), (0xFFFF7F000001, 0xFFFF7F000002, _TEST_POINT, 0)]
+    for name, value in ((b"test", test), (b"invalid", 0)):
+        key = domain_key(name)
+        domains.append((key, key + b"\x02", _TEST_POINT, value))
+
+    starts4, values4 = flatten(ip4, 0)
+    if starts4[-1] >= 1 << 32:
+        starts4.pop(), values4.pop()
+    starts6, values6 = flatten(ip6, 0)
+    if starts6[-1] >= 1 << 128:
+        starts6.pop(), values6.pop()
+    dkeys, dvalues = flatten(domains, b"")
+    malformed = NXDOMAIN
+    if config.malformed_answer:
+        malformed = len(answers)
+        answers.append(Answer((MALFORMED_CODE,), "malformed query name $"))
+    zone = ZoneSnapshot(
+        config=config,
+        answers=answers,
+        ip4_starts=array("I", starts4),
+        ip4_values=array("I", values4),
+        ip6_hi=array("Q", [s >> 64 for s in starts6]),
+        ip6_lo=array("Q", [s & _MASK64 for s in starts6]),
+        ip6_values=array("I", values6),
+        domain_keys=dkeys,
+        domain_values=array("I", dvalues),
+        malformed=malformed,
+    )
+    return zone, count
+
+
+def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, serial: int,
+                     now: dt.datetime | None = None) -> Snapshot:
+    """Build a whole snapshot from the store.
+
+    :raises SnapshotError: wrapping whatever went wrong; the caller keeps its old snapshot.
+    """
+    started = time.perf_counter()
+    now = now or store.clock()
+    zones: dict[bytes, ZoneSnapshot] = {}
+    total = 0
+    try:
+        for config in configs:
+            zone, count = compile_zone(config, policy, store.serving(config.origin, now))
+            zones[zone.origin] = zone
+            total += count
+    except RblError as exc:
+        raise SnapshotError(f"snapshot not built: {exc}") from exc
+    except Exception as exc:  # a broken row must not take the server down
+        raise SnapshotError(f"snapshot not built: {type(exc).__name__}: {exc}") from exc
+    return Snapshot(serial=serial, zones=zones, built_at=time.time(),
+                    compile_seconds=time.perf_counter() - started, listings=total)
