@@ -1,0 +1,149 @@
+"""Shared fixtures: a real `rbl serve` on port 0, the real CLI, real peers."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def require_tool(name: str) -> str:
+    """The path of a peer or tool; under CI a missing one fails instead of skipping."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
+    )
+    if path is None:
+        message = f"{name} is not installed (the README's test command installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        message = f"{path} is missing: the tests read real data from ../shared/data"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class Workspace:
+    """A store, policy and zones of a test's own, copied from the shipped ones."""
+
+    root: Path
+    db: Path = field(init=False)
+    policy: Path = field(init=False)
+    zones: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = self.root / "rbl.db"
+        self.policy = self.root / "policy"
+        self.zones = self.root / "zones"
+        shutil.copytree(ROOT / "policy", self.policy)
+        shutil.copytree(ROOT / "zones", self.zones)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(RBL_DB=str(self.db), RBL_POLICY=str(self.policy), RBL_ZONES=str(self.zones))
+        return env
+
+    def rbl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """Run the real CLI (``python -m rbl``) against this workspace."""
+        proc = subprocess.run([sys.executable, "-m", "rbl", *args], env=self.env, cwd=self.root,
+                              capture_output=True, text=True, input=stdin, timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"rbl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+class Server:
+    """A real ``rbl serve`` subprocess listening on a free loopback port."""
+
+    def __init__(self, workspace: Workspace, *extra: str):
+        self.workspace = workspace
+        self.log: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rbl", "serve", "--dns", "127.0.0.1:0", *extra],
+            env=workspace.env, cwd=workspace.root, stderr=subprocess.PIPE, text=True,
+        )
+        self.port = self._wait_for_port()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise AssertionError("rbl serve exited early:\n" + "".join(self.log))
+            self.log.append(line)
+            match = re.search(r"DNS on \S+:(\d+)", line)
+            if match:
+                return int(match[1])
+        raise AssertionError("rbl serve did not report its port:\n" + "".join(self.log))
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def query(self, name: str, rdtype: str = "A", tcp: bool = False, **kwargs) -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype, **kwargs)
+        if tcp:
+            return dns.query.tcp(q, "127.0.0.1", port=self.port, timeout=5)
+        return dns.query.udp(q, "127.0.0.1", port=self.port, timeout=5)
+
+    def addresses(self, name: str) -> set[str]:
+        reply = self.query(name, "A")
+        return {rr.address for rrset in reply.answer for rr in rrset if rr.rdtype == dns.rdatatype.A}
+
+    def wait_for(self, predicate, timeout: float = 1.0) -> float:
+        """Seconds until predicate() holds; fails after timeout."""
+        start = time.monotonic()
+        while True:
+            if predicate():
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"not true within {timeout} s; server log:\n{''.join(self.log)}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._drainer.join(5)
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+@pytest.fixture
+def server(workspace: Workspace):
+    srv = Server(workspace)
+    yield srv
+    srv.stop()
