@@ -24,3 +24,39 @@ def test_dig_sees_the_test_point(server):
     out = subprocess.run([dig, "@127.0.0.1", "-p", str(server.port), "+short", "2.0.0.127.bl.example", "A"],
                          capture_output=True, text=True, timeout=20).stdout.split()
     assert out == ["127.0.0.2"]
+
+
+def soa_serial(server) -> int:
+    return server.query("bl.example", "SOA").answer[0][0].serial
+
+
+def test_every_new_snapshot_has_a_larger_serial(server, workspace):
+    first = soa_serial(server)
+    workspace.rbl("listing", "add", "198.51.100.7")
+    server.wait_for(lambda: soa_serial(server) > first)
+    second = soa_serial(server)
+    workspace.rbl("listing", "add", "198.51.100.8")
+    server.wait_for(lambda: soa_serial(server) > second)
+
+
+def test_a_broken_zone_file_keeps_the_last_good_snapshot(server, workspace):
+    zone = workspace.zones / "bl.example.yaml"
+    good = zone.read_text()
+    serial = soa_serial(server)
+    intact = workspace.root / "intact-zones"
+    intact.mkdir()
+    (intact / zone.name).write_text(good)
+    zone.write_text(good.replace("negative_ttl: 300", "negative_ttl: [300]"))
+    workspace.rbl("listing", "add", "198.51.100.9", "--zones", str(intact))
+    server.wait_for(lambda: any(f"{zone}, line " in line for line in server.log), timeout=3)
+    assert soa_serial(server) == serial
+    assert server.addresses("2.0.0.127.bl.example") == {"127.0.0.2"}
+    assert server.query("9.100.51.198.bl.example").rcode() == dns.rcode.NXDOMAIN
+    zone.write_text(good)
+    server.wait_for(lambda: server.addresses("9.100.51.198.bl.example") == {"127.0.0.2"}, timeout=3)
+
+
+def test_expired_listings_stop_answering(server, workspace):
+    workspace.rbl("listing", "add", "198.51.100.10", "--expires", "1s")
+    server.wait_for(lambda: server.addresses("10.100.51.198.bl.example") == {"127.0.0.2"})
+    server.wait_for(lambda: server.query("10.100.51.198.bl.example").rcode() == dns.rcode.NXDOMAIN, timeout=3)
