@@ -77,6 +77,8 @@ def parse_subject(text: str) -> Subject:
 
 
 def _parse_network(raw: str) -> Subject:
+    if "%" in raw:  # a scope id names an interface, not an address anyone else can see
+        raise SubjectError(f"{raw!r} has a scope id; list the address without it")
     try:
         net = ipaddress.ip_network(raw, strict=True)
     except ValueError as exc:

@@ -68,6 +68,7 @@ def test_domain_forms(text, cover):
     ("a..b", "not a valid domain"),
     ("host.123", "numeric top-level"),
     ("", "empty"),
+    ("fe80::1%eth0", "scope id"),
 ])
 def test_bad_subjects_say_why(text, message):
     with pytest.raises(SubjectError, match=message):
