@@ -244,6 +244,7 @@ def listing_import(db, policy, zones, file, fmt, zone, category, reason, source,
     if sys.stderr.isatty():
         with click.progressbar(length=formats.count_lines(file), label=f"importing {file}", file=sys.stderr) as bar:
             added, refreshed = store.add(_lines_progress(entries, bar), **kwargs)
+            bar.update(max(0, bar.length - bar.pos))
     else:
         added, refreshed = store.add(entries, **kwargs)
     click.echo(f"{origin}: {added} added, {refreshed} refreshed from {file} ({fmt})")

@@ -106,7 +106,7 @@ class Service:
         log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
                  snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
         # Tests and scripts read the port from this line.
-        log.warning("rbl: DNS on %s:%d (udp, tcp)", shown, bound)
+        log.info("DNS on %s:%d (udp, tcp)", shown, bound)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -67,3 +67,21 @@ def test_rbldnsd_values_and_exclusions_are_served(workspace, tmp_path):
         assert txt == (b"Special 203.0.113.9",)
     finally:
         server.stop()
+
+
+def test_a_progress_bar_on_a_terminal_only(workspace, tmp_path):
+    import shlex
+    import subprocess
+    import sys
+
+    from conftest import require_tool
+
+    script = require_tool("script")
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"10.0.{i // 256}.{i % 256}\n" for i in range(3000)))
+    command = shlex.join([sys.executable, "-m", "rbl", "listing", "import", str(listing)])
+    tty = subprocess.run([script, "-qec", command, "/dev/null"], env=workspace.env, capture_output=True,
+                         text=True, timeout=60)
+    assert "importing" in tty.stdout and "100%" in tty.stdout and "3000 added" in tty.stdout
+    piped = workspace.rbl("listing", "import", str(listing))
+    assert "importing" not in piped.stdout + piped.stderr and "3000 refreshed" in piped.stdout

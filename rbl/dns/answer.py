@@ -15,15 +15,19 @@ class Responder:
     """Holds the snapshot being served; :meth:`use` swaps in a new one atomically."""
 
     def __init__(self, snapshot: Snapshot):
-        self.snapshot = snapshot
-        self.wires: dict[bytes, ZoneWire] = build_wires(snapshot)
-        self._current = (snapshot, self.wires)
+        self._current: tuple[Snapshot, dict[bytes, ZoneWire]] = (snapshot, build_wires(snapshot))
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._current[0]
+
+    @property
+    def wires(self) -> dict[bytes, ZoneWire]:
+        return self._current[1]
 
     def use(self, snapshot: Snapshot) -> None:
-        wires = build_wires(snapshot)
         # One assignment, so a query never sees a new snapshot with old templates.
-        self._current = (snapshot, wires)
-        self.snapshot, self.wires = snapshot, wires
+        self._current = (snapshot, build_wires(snapshot))
 
     def respond(self, data: bytes, udp: bool = True) -> bytes | None:
         """The reply to one DNS message, or None to stay silent."""
