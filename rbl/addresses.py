@@ -85,8 +85,13 @@ def _parse_network(raw: str) -> Subject:
         if "host bits set" in str(exc):
             raise SubjectError(f"{raw!r} has host bits set (did you mean {ipaddress.ip_network(raw, strict=False)}?)") from None
         raise SubjectError(f"{raw!r} is not an IP address or CIDR") from None
-    kind = IP4 if net.version == 4 else IP6
-    return Subject(kind, int(net.network_address), net.prefixlen)
+    if net.version == 4:
+        return Subject(IP4, int(net.network_address), net.prefixlen)
+    value = int(net.network_address)
+    if net.prefixlen >= 96 and value >> 32 == 0xFFFF:
+        # ::ffff:a.b.c.d is queried and answered as the IPv4 host (as rbldnsd does).
+        return Subject(IP4, value & 0xFFFFFFFF, net.prefixlen - 96)
+    return Subject(IP6, value, net.prefixlen)
 
 
 def parse_domain(raw: str) -> Subject:

@@ -73,3 +73,9 @@ def test_domain_forms(text, cover):
 def test_bad_subjects_say_why(text, message):
     with pytest.raises(SubjectError, match=message):
         parse_subject(text)
+
+
+def test_ipv4_mapped_ipv6_subjects_are_ipv4():
+    assert parse_subject("::ffff:192.0.2.1").text == "192.0.2.1"
+    assert parse_subject("::ffff:c000:200/120").text == "192.0.2.0/24"
+    assert parse_subject("::fffe:0:0/95").kind == IP6  # wider than the mapped block: stays IPv6

@@ -338,7 +338,7 @@ def test_rbldnsd_values_and_defaults(tmp_path):
         ("192.0.2.2", None, "no default here", 2),
         ("192.0.2.4", "127.0.0.2", default_txt, 4),
         ("192.0.2.5", "127.0.0.5", default_txt, 5),
-        ("192.0.2.6", "127.0.0.6", None, 6),
+        ("192.0.2.6", "127.0.0.6", "", 6),  # ":A:" : no TXT at all
         ("192.0.2.7", "127.0.0.2", "open relay $", 7),
         ("192.0.2.8", "127.0.0.8", "Text # with a hash", 8),
         ("192.0.2.9", "127.0.0.2", default_txt, 9),

@@ -16,9 +16,9 @@ CONFIG = ZoneConfig(origin="bl.example", path="test", soa=Soa("ns1.bl.example", 
 TEST_POINTS = {0x7F000002: "127.0.0.2", 0x7F000001: None}
 
 
-def row(text: str, exclude: bool = False, code: str | None = None):
+def row(text: str, exclude: bool = False, code: str | None = None, txt: str | None = None):
     s = parse_subject(text)
-    return (s.kind, s.packed or None, s.plen if s.kind != "domain" else None, s.text, int(exclude), code, None)
+    return (s.kind, s.packed or None, s.plen if s.kind != "domain" else None, s.text, int(exclude), code, txt)
 
 
 def naive_ip(rows, kind, bits, addr):
@@ -151,7 +151,7 @@ def test_domain_lookup_matches_naive_scan(listings, probes):
 
 
 def test_test_points_win_over_listings_and_exclusions():
-    rows = [row("127.0.0.0/8", False, "127.0.0.9"), row("127.0.0.2", True), row("::ffff:7f00:0/120", True),
+    rows = [row("127.0.0.0/8", False, "127.0.0.9"), row("127.0.0.2", True), row("::ffff:7f00:2", True),
             row("invalid.example"), row("*.test.example", True)]
     zone, _ = compile_zone(CONFIG, ListingPolicy(), rows)
     assert answer_codes(zone, zone.find(b"2.0.0.127")) == "127.0.0.2"
@@ -177,3 +177,25 @@ def test_malformed_names_answer_the_error_code_only_when_the_zone_asks():
     assert zone.answers[zone.find(b"55.4.3.2.1")].codes == ("127.255.255.252",)
     assert zone.answers[zone.find(b"1.2.3.300")].codes == ("127.255.255.252",)
     assert zone.find(b"spam.example") == NXDOMAIN
+
+
+def test_mapped_names_answer_from_ipv4_data_and_dollar_follows_rbldnsd():
+    rows = [row("192.0.2.0/24"), row("*.spam.example"), row("198.51.100.1", txt=None, code="3")]
+    zone, _ = compile_zone(CONFIG, ListingPolicy(), rows)
+    mapped = reverse_name("::ffff:192.0.2.9").encode()
+    assert answer_codes(zone, zone.find(mapped)) == "127.0.0.2"
+    assert zone.answers[zone.find(mapped)].text(zone.subject_text(mapped)) == "T 192.0.2.9"
+    assert zone.find(reverse_name("::ffff:192.0.3.9").encode()) == NXDOMAIN
+    ffff96 = ".".join(reverse_name("::ffff:0.0.0.0").split(".")[8:]).encode()  # ::ffff:0:0/96
+    assert zone.find(ffff96) == NODATA  # a nibble path with IPv4 listings below it
+    # A domain listing's $ is the listed name, also for its subdomains.
+    hit = zone.find(b"www.spam.example")
+    assert zone.answers[hit].text(zone.subject_text(b"www.spam.example")) == "T spam.example"
+
+
+def test_template_dollars():
+    from rbl.zone.snapshot import template_parts
+
+    assert template_parts("Costs $$5, ask about $") == ("Costs $5, ask about ", "")
+    assert template_parts("no subject") == ("no subject",)
+    assert "1.2.3.4".join(template_parts("$ and $")) == "1.2.3.4 and 1.2.3.4"

@@ -118,9 +118,10 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot) -> None
         if qtype in (QTYPE_A, QTYPE_ANY):
             for code in answer.codes:
                 reply.add_answer(RR(qname, QTYPE_A, ttl=config.ttl, rdata=A(code)))
-        if qtype in (QTYPE_TXT, QTYPE_ANY):
-            text = answer.txt.replace("$", zone.subject_text(rel)).encode("ascii", "replace")
-            chunks = [text[i:i + 255] for i in range(0, len(text), 255)] or [b""]
+        text = answer.text(zone.subject_text(rel)) if qtype in (QTYPE_TXT, QTYPE_ANY) else None
+        if text is not None:
+            data = text.encode("ascii", "replace")
+            chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
             reply.add_answer(RR(qname, QTYPE_TXT, ttl=config.ttl, rdata=TXT(chunks)))
         if not reply.rr:
             reply.add_auth(_negative_soa(zone, origin, snapshot.serial))

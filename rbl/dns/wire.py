@@ -92,9 +92,12 @@ class ZoneWire:
             if host != config.origin
         }
 
-    def txt_rr(self, index: int, rel: bytes) -> bytes:
-        template = self.zone.answers[index].txt
-        text = template.replace("$", self.zone.subject_text(rel)) if "$" in template else template
+    def txt_rr(self, index: int, rel: bytes) -> bytes | None:
+        """The TXT record of a listed name, or None when its listing has no TXT."""
+        parts = self.zone.answers[index].txt
+        if parts is None:
+            return None
+        text = parts[0] if len(parts) == 1 else self.zone.subject_text(rel).join(parts)
         rdata = txt_rdata(text.encode("ascii", "replace"))
         return self.txt_head + struct.pack(">H", len(rdata)) + rdata
 
@@ -159,12 +162,14 @@ def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], u
         if qtype == QTYPE_A:
             body = wire.a_rrs[result]
             count = wire.a_counts[result]
-        elif qtype == QTYPE_TXT:
-            body = wire.txt_rr(result, rel)
-            count = 1
         else:
-            body = wire.a_rrs[result] + wire.txt_rr(result, rel)
-            count = wire.a_counts[result] + 1
+            txt = wire.txt_rr(result, rel)
+            if txt is None:
+                return None  # a listing without TXT: NODATA or A only, the general path's job
+            if qtype == QTYPE_TXT:
+                body, count = txt, 1
+            else:
+                body, count = wire.a_rrs[result] + txt, wire.a_counts[result] + 1
         reply = b"".join((data[:2], flags, _COUNTS.pack(1, count, 0, 1 if opt else 0), data[12:qend], body, opt))
     else:
         if result == NXDOMAIN:

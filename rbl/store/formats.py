@@ -362,7 +362,7 @@ class _Rbldnsd:
         if not after or after[0] in "#;":
             return code, dtxt  # ":A": the default TXT
         if after[0] == ":":
-            return code, after[1:].strip() or None  # ":A:TXT", or ":A:" for no TXT
+            return code, after[1:].strip()  # ":A:TXT", or ":A:": "" for no TXT at all
         raise _LineError(f"unexpected {after!r} after the A value in {rest!r}")
 
     def _txt(self, txt: str | None) -> str | None:

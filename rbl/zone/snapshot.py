@@ -8,6 +8,7 @@ template), so millions of listings cost a few arrays, not millions of objects.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import time
 from array import array
@@ -28,6 +29,7 @@ _IP4_FULL = re.compile(rb"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|
                        rb"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 _IP6_FULL = re.compile(rb"^(?:[0-9a-f]\.){31}[0-9a-f]$")
 _MASK64 = 2**64 - 1
+_MAPPED = 0xFFFF  # ::ffff:0:0/96 >> 32
 
 # Priorities among identical ranges: an exclusion beats a listing, a test point both.
 _LISTING, _EXCLUSION, _TEST_POINT = 0, 1, 2
@@ -35,10 +37,37 @@ _LISTING, _EXCLUSION, _TEST_POINT = 0, 1, 2
 
 @dataclass(frozen=True)
 class Answer:
-    """What a listed subject answers: one A record per code, and a TXT."""
+    """What a listed subject answers: one A record per code, and a TXT.
+
+    The TXT is kept as the literal pieces between the places where the subject
+    goes (``$`` in the template), so answering is one ``str.join``; None means
+    the listing has no TXT at all (rbldnsd's ``:A:``).
+    """
 
     codes: tuple[str, ...]
-    txt: str
+    txt: tuple[str, ...] | None
+
+    def text(self, subject: str) -> str | None:
+        return subject.join(self.txt) if self.txt is not None else None
+
+
+def template_parts(template: str) -> tuple[str, ...]:
+    """Split a TXT template where the subject goes: ``$``; ``$$`` is a literal ``$`` (rbldnsd)."""
+    parts, current, i = [], [], 0
+    while i < len(template):
+        char = template[i]
+        if char == "$":
+            if template.startswith("$$", i):
+                current.append("$")
+                i += 2
+                continue
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    parts.append("".join(current))
+    return tuple(parts)
 
 
 def domain_key(name: bytes) -> bytes:
@@ -87,6 +116,8 @@ class ZoneSnapshot:
         return bisect_right(self.ip6_lo, lo, bisect_left(his, hi), bisect_right(his, hi))
 
     def ip6(self, value: int) -> int:
+        if value >> 32 == _MAPPED:  # ::ffff:a.b.c.d is the IPv4 host a.b.c.d, as in rbldnsd
+            return self.ip4(value & 0xFFFFFFFF)
         return self.ip6_values[self._ip6_next(value) - 1]
 
     def domain(self, name: bytes) -> int:
@@ -134,6 +165,9 @@ class ZoneSnapshot:
         return bool(self.ip4_values[i]) or (i + 1 < len(self.ip4_starts) and self.ip4_starts[i + 1] < hi)
 
     def _ip6_any(self, lo: int, hi: int) -> bool:
+        mapped_lo, mapped_hi = max(lo, _MAPPED << 32), min(hi, (_MAPPED + 1) << 32)
+        if mapped_lo < mapped_hi and self._ip4_any(mapped_lo & 0xFFFFFFFF, mapped_hi - (_MAPPED << 32)):
+            return True
         i = self._ip6_next(lo)
         return bool(self.ip6_values[i - 1]) or (
             i < len(self.ip6_hi) and ((self.ip6_hi[i] << 64) | self.ip6_lo[i]) < hi
@@ -149,8 +183,10 @@ class ZoneSnapshot:
         if match:
             return ".".join(reversed([g.decode() for g in match.groups()]))
         if _IP6_FULL.match(rel):
-            import ipaddress
-            return str(ipaddress.IPv6Address(int(rel[::-1].replace(b".", b""), 16)))
+            value = int(rel[::-1].replace(b".", b""), 16)
+            if value >> 32 == _MAPPED:
+                return str(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+            return str(ipaddress.IPv6Address(value))
         return rel.decode("ascii", "replace")
 
 
@@ -193,9 +229,14 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[Zon
     block = policy.code("block")
     answers: list[Answer | None] = [None]
     index: dict[Answer, int] = {}
+    zone_txt = template_parts(config.txt)
 
-    def answer_id(code: str | None, txt: str | None) -> int:
-        answer = Answer((_code_text(code) if code else block,), txt if txt is not None else config.txt)
+    def answer_id(code: str | None, txt: str | None, listed_domain: str | None = None) -> int:
+        parts = zone_txt if txt is None else template_parts(txt) if txt else None
+        if parts is not None and listed_domain is not None:
+            # rbldnsd fills a domain listing's $ with the listed name, also for subdomains.
+            parts = (listed_domain.join(parts),)
+        answer = Answer((_code_text(code) if code else block,), parts)
         found = index.get(answer)
         if found is None:
             found = index[answer] = len(answers)
@@ -208,22 +249,22 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[Zon
     count = 0
     for kind, net, plen, subject, exclude, code, txt in rows:
         count += 1
-        value = 0 if exclude else answer_id(code, txt)
         prio = _EXCLUSION if exclude else _LISTING
         if kind == IP4:
             lo = int.from_bytes(net, "big")
-            ip4.append((lo, lo + (1 << (32 - plen)), prio, value))
+            ip4.append((lo, lo + (1 << (32 - plen)), prio, 0 if exclude else answer_id(code, txt)))
         elif kind == IP6:
             lo = int.from_bytes(net, "big")
-            ip6.append((lo, lo + (1 << (128 - plen)), prio, value))
+            ip6.append((lo, lo + (1 << (128 - plen)), prio, 0 if exclude else answer_id(code, txt)))
         elif kind == DOMAIN:
-            lo_key, hi_key = _domain_range(parse_domain(subject))
-            domains.append((lo_key, hi_key, prio, value))
+            listed = parse_domain(subject)
+            lo_key, hi_key = _domain_range(listed)
+            domains.append((lo_key, hi_key, prio, 0 if exclude else answer_id(code, txt, listed.domain)))
     # RFC 5782 section 5 test points, always served.
     test = answer_id(None, None)
     ip4 += [(0x7F000002, 0x7F000003, _TEST_POINT, test), (0x7F000001, 0x7F000002, _TEST_POINT, 0)]
-    ip6 += [(0xFFFF7F000002, 0xFFFF7F000003, _TEST_POINT, test), (0xFFFF7F000001, 0xFFFF7F000002, _TEST_POINT, 0)]
-    for name, value in ((b"test", test), (b"invalid", 0)):
+    # ::FFFF:7F00:2 and ::FFFF:7F00:1 are answered from these, as every ::ffff:0:0/96 name.
+    for name, value in ((b"test", answer_id(None, None, "test")), (b"invalid", 0)):
         key = domain_key(name)
         domains.append((key, key + b"\x02", _TEST_POINT, value))
 
@@ -237,7 +278,7 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[Zon
     malformed = NXDOMAIN
     if config.malformed_answer:
         malformed = len(answers)
-        answers.append(Answer((MALFORMED_CODE,), "malformed query name $"))
+        answers.append(Answer((MALFORMED_CODE,), template_parts("malformed query name $")))
     zone = ZoneSnapshot(
         config=config,
         answers=answers,
