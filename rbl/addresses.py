@@ -24,7 +24,7 @@ SUBDOMAINS = "subdomains"
 BOTH = "both"
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-_DECIMAL_OCTET = re.compile(rb"^(0|[1-9][0-9]{0,2})$")
+_DECIMAL_OCTET = re.compile(rb"^(0|[1-9][0-9]{0,2})\Z")
 _HEX = frozenset(b"0123456789abcdef")
 
 

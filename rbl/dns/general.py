@@ -12,7 +12,7 @@ import struct
 from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from rbl.dns.wire import (
-    CLASS_IN, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
+    CLASS_IN, MAX_NAME, MAX_QUERY, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
     QTYPE_SOA, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_REFUSED,
 )
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
@@ -30,11 +30,17 @@ def general_answer(data: bytes, snapshot: Snapshot, udp: bool) -> bytes | None:
         return None
     if data[2] & 0x78:  # opcode other than QUERY
         return _bare_reply(data, RCODE_NOTIMP)
+    # A query has one question and at most OPT and TSIG: anything bigger is an attack
+    # on the parser (chains of compression pointers cost dnslib seconds).
+    qd, an, ns, ar = struct.unpack_from(">HHHH", data, 4)
+    if qd != 1 or an or ns or ar > 2 or len(data) > MAX_QUERY:
+        return _bare_reply(data, RCODE_FORMERR)
     try:
         query = DNSRecord.parse(data)
     except Exception:  # dnslib raises several kinds for broken packets
         return _bare_reply(data, RCODE_FORMERR)
-    if len(query.questions) != 1:
+    labels = query.questions[0].qname.label
+    if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
         return _bare_reply(data, RCODE_FORMERR)
     opts = [rr for rr in query.ar if rr.rtype == QTYPE_OPT]
     if len(opts) > 1:

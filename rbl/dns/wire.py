@@ -32,6 +32,9 @@ RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
 RCODE_BADVERS = 16
 
+MAX_NAME = 255  # octets of a name on the wire (RFC 1035 2.3.4)
+MAX_QUERY = 4096  # no question needs more; bigger ones are FORMERR before any parsing
+
 # The UDP payload size we advertise: the DNS flag day 2020 value, safe from fragmentation.
 OUR_UDP_SIZE = 1232
 PLAIN_UDP_SIZE = 512
@@ -130,7 +133,7 @@ def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], u
         labels.append(label)
         pos += 1 + length
     qend = pos + 5
-    if qend > end:
+    if qend > end or pos - 11 > MAX_NAME:
         return None
     qtype, qclass = _TYPE_CLASS.unpack_from(data, pos + 1)
     if qclass != CLASS_IN or (qtype != QTYPE_A and qtype != QTYPE_TXT and qtype != QTYPE_ANY):

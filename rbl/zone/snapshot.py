@@ -26,8 +26,8 @@ NXDOMAIN = 0
 NODATA = -1  # an empty non-terminal: names exist below it (RFC 8020, RFC 9156)
 
 _IP4_FULL = re.compile(rb"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\."
-                       rb"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
-_IP6_FULL = re.compile(rb"^(?:[0-9a-f]\.){31}[0-9a-f]$")
+                       rb"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\Z")
+_IP6_FULL = re.compile(rb"^(?:[0-9a-f]\.){31}[0-9a-f]\Z")
 _MASK64 = 2**64 - 1
 _MAPPED = 0xFFFF  # ::ffff:0:0/96 >> 32
 
@@ -128,7 +128,10 @@ class ZoneSnapshot:
         match = _IP4_FULL.match(rel)
         if match:
             a, b, c, d = match.groups()
-            return self.ip4((int(d) << 24) | (int(c) << 16) | (int(b) << 8) | int(a))
+            found = self.ip4((int(d) << 24) | (int(c) << 16) | (int(b) << 8) | int(a))
+            if found or len(rel) != 7:
+                return found
+            return self._find_other(rel)  # "1.0.0.2" is also the nibble path to 2001::/16
         if _IP6_FULL.match(rel):
             return self.ip6(int(rel[::-1].replace(b".", b""), 16))
         return self._find_other(rel)
