@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import time
 from pathlib import Path
 
@@ -15,18 +14,10 @@ from rbl.addresses import BOTH, DOMAIN, EXACT, IP4, IP6, SUBDOMAINS, Subject, pa
 from rbl.errors import ImportFormatError, RblError, SubjectError
 from rbl.store.formats import FORMATS, count_lines, guess_format, read_entries
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
+from conftest import shared_file
 
 def shared(*parts: str) -> str:
-    """A real data file from ../shared/data (skipped if absent, failed under CI)."""
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        message = f"{path} is missing: these tests read real data from ../shared/data"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return str(path)
+    return str(shared_file(*parts))
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> str:

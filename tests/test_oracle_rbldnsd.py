@@ -47,7 +47,6 @@ rbldnsd behaviour worth knowing (rbldnsd 1.0pre, found by running it):
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import os
 import pwd
@@ -145,15 +144,14 @@ class Dom:
 class DataSet:
     """Seeded random listings; every entry subject appears once."""
 
-    def __init__(self, seed: int, with_values: bool):
+    def __init__(self, seed: int):
         self.rng = random.Random(seed)
-        self.with_values = with_values
         self.ip4 = self._ip4()
         self.ip6 = self._ip6()
         self.domains = self._domains()
 
     def _value(self) -> str:
-        if self.with_values and self.rng.random() < 0.12:
+        if self.rng.random() < 0.12:
             return self.rng.choice(VALUES)
         return ""
 
@@ -690,22 +688,6 @@ class Rbldnsd:
                 self.proc.wait()
 
 
-def can_import_rbldnsd() -> bool:
-    """rbl reads rbldnsd data itself when its import module is there."""
-    if os.environ.get("RBL_ORACLE_NO_IMPORT"):  # to exercise the fallback below
-        return False
-    return importlib.util.find_spec("rbl.store.formats") is not None
-
-
-def load_with_add(workspace: Workspace, subjects: list[tuple[str, bool]]) -> None:
-    """Without the import module: ``rbl listing add`` in batches (no per-entry values)."""
-    for exclude in (False, True):
-        texts = [text for text, ex in subjects if ex == exclude]
-        for i in range(0, len(texts), 300):
-            args = ["listing", "add", *texts[i:i + 300], "--expires", "never"]
-            workspace.rbl(*args, *(["--exclude"] if exclude else []))
-
-
 @dataclass
 class Result:
     q: Question
@@ -726,7 +708,6 @@ class Oracle:
     results: list[Result]
     seconds: float
     rbldnsd_log: str
-    imported: bool
     by_category: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -742,8 +723,7 @@ def oracle(tmp_path_factory) -> Oracle:
     started = time.monotonic()
     workspace = Workspace(tmp_path_factory.mktemp("oracle"))
     zone = read_zone(workspace)
-    imported = can_import_rbldnsd()
-    data = DataSet(SEED, with_values=imported)
+    data = DataSet(SEED)
 
     directory = workspace.root / "rbldnsd"
     directory.mkdir()
@@ -765,11 +745,8 @@ def oracle(tmp_path_factory) -> Oracle:
     for path in directory.iterdir():
         path.chmod(0o644)
 
-    if imported:
-        for name in files:
-            workspace.rbl("listing", "import", str(directory / name), "--format", "rbldnsd", "--expires", "never")
-    else:
-        load_with_add(workspace, [(e.text, e.exclude) for entries in files.values() for e in entries])
+    for name in files:
+        workspace.rbl("listing", "import", str(directory / name), "--format", "rbldnsd", "--expires", "never")
 
     origin = zone.origin
     ref = Rbldnsd(binary, directory, zone, [
@@ -795,7 +772,7 @@ def oracle(tmp_path_factory) -> Oracle:
         if server is not None:
             server.stop()
         ref.stop()
-    return Oracle(zone, data, model, results, time.monotonic() - started, log, imported)
+    return Oracle(zone, data, model, results, time.monotonic() - started, log)
 
 
 # --------------------------------------------------------------------------
@@ -855,8 +832,7 @@ def test_the_data_set_has_what_the_issue_asks_for(oracle):
         assert all(c >= least for c, least in zip(counts, (100, 40, 20))), counts
     covers = Counter((d.cover, d.exclude) for d in data.domains)
     assert all(covers[cover, exclude] >= 10 for cover in (EXACT, SUB, BOTH) for exclude in (False, True)), covers
-    if oracle.imported:
-        assert {n.value for n in data.ip4 + data.ip6} >= set(VALUES)
+    assert {n.value for n in data.ip4 + data.ip6} >= set(VALUES)
 
 
 def test_the_sample_is_large_and_both_servers_loaded_the_data(oracle):
@@ -904,8 +880,6 @@ def test_ipv4_mapped_names_match_rbldnsd(oracle):
 
 def test_per_entry_values_match_rbldnsd(oracle):
     """``:A:TXT`` values on data lines, read by ``rbl listing import --format rbldnsd``."""
-    if not oracle.imported:
-        pytest.skip("rbl.store.formats is not there: listings were added without per-entry values")
     assert_same(oracle, "values", 200)
 
 

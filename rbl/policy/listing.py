@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rbl import yamlfile
-from rbl.errors import ConfigError
 
 DEFAULT_CODES = {
     "block": "127.0.0.2",
@@ -79,7 +78,7 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
                 addr = ipaddress.IPv4Address(str(value))
             except ValueError:
                 raise node.error(f"code {key}: {value!r} is not an IPv4 address", key) from None
-            if not addr in ipaddress.IPv4Network("127.0.0.0/8"):
+            if addr not in ipaddress.IPv4Network("127.0.0.0/8"):
                 raise node.error(f"code {key}: {value} is outside 127.0.0.0/8 (RFC 5782)", key)
             codes[key] = str(addr)
     expiry = dt.timedelta(days=7)

@@ -15,7 +15,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
-from rbl.addresses import DOMAIN, IP4, IP6, BOTH, EXACT, SUBDOMAINS, Subject, parse_domain, parse_relative, nibble_prefix
+from rbl.addresses import DOMAIN, IP4, IP6, EXACT, SUBDOMAINS, Subject, parse_domain, parse_relative, nibble_prefix
 from rbl.errors import RblError, SnapshotError
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.config import MALFORMED_CODE, ZoneConfig
