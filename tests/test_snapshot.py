@@ -180,7 +180,7 @@ def test_malformed_names_answer_the_error_code_only_when_the_zone_asks():
 
 
 def test_mapped_names_answer_from_ipv4_data_and_dollar_follows_rbldnsd():
-    rows = [row("192.0.2.0/24"), row("*.spam.example"), row("198.51.100.1", txt=None, code="3")]
+    rows = [row("192.0.2.0/24"), row("*.spam.example"), row("198.51.100.1", txt=None, code="3"), row("::/64")]
     zone, _ = compile_zone(CONFIG, ListingPolicy(), rows)
     mapped = reverse_name("::ffff:192.0.2.9").encode()
     assert answer_codes(zone, zone.find(mapped)) == "127.0.0.2"
@@ -188,6 +188,8 @@ def test_mapped_names_answer_from_ipv4_data_and_dollar_follows_rbldnsd():
     assert zone.find(reverse_name("::ffff:192.0.3.9").encode()) == NXDOMAIN
     ffff96 = ".".join(reverse_name("::ffff:0.0.0.0").split(".")[8:]).encode()  # ::ffff:0:0/96
     assert zone.find(ffff96) == NODATA  # a nibble path with IPv4 listings below it
+    ten = ".".join(reverse_name("::ffff:10.0.0.0").split(".")[6:]).encode()  # ::ffff:10.0.0.0/104
+    assert zone.find(ten) == NXDOMAIN  # ::/64 covers it, but mapped names answer from IPv4 data
     # A domain listing's $ is the listed name, also for its subdomains.
     hit = zone.find(b"www.spam.example")
     assert zone.answers[hit].text(zone.subject_text(b"www.spam.example")) == "T spam.example"

@@ -169,8 +169,12 @@ class ZoneSnapshot:
 
     def _ip6_any(self, lo: int, hi: int) -> bool:
         mapped_lo, mapped_hi = max(lo, _MAPPED << 32), min(hi, (_MAPPED + 1) << 32)
-        if mapped_lo < mapped_hi and self._ip4_any(mapped_lo & 0xFFFFFFFF, mapped_hi - (_MAPPED << 32)):
-            return True
+        if mapped_lo < mapped_hi:
+            # Names in ::ffff:0:0/96 are answered from IPv4 data only.
+            if self._ip4_any(mapped_lo & 0xFFFFFFFF, mapped_hi - (_MAPPED << 32)):
+                return True
+            if (mapped_lo, mapped_hi) == (lo, hi):
+                return False
         i = self._ip6_next(lo)
         return bool(self.ip6_values[i - 1]) or (
             i < len(self.ip6_hi) and ((self.ip6_hi[i] << 64) | self.ip6_lo[i]) < hi
