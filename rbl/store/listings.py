@@ -184,7 +184,6 @@ class ListingStore:
         source: str | None = None,
         expires: dt.timedelta | None = None,
         action: str = "add",
-        progress: Callable[[int], None] | None = None,
     ) -> tuple[int, int]:
         """Add or refresh listings in one transaction; return (added, refreshed).
 
@@ -196,20 +195,10 @@ class ListingStore:
         expires_at = timestamp(now + expires) if expires is not None else None
         added = refreshed = 0
         with self.transaction() as conn:
-            batch: list[Entry] = []
-            for entry in entries:
-                batch.append(entry)
-                if len(batch) >= 500:
-                    a, r = self._upsert(conn, batch, zone, actor, action, stamp, expires_at, category, reason, source)
-                    added, refreshed = added + a, refreshed + r
-                    if progress:
-                        progress(len(batch))
-                    batch = []
-            if batch:
+            # Batches of 500: one SELECT finds the rows they refresh (SQLite's variable limit).
+            for batch in _batched(entries, 500):
                 a, r = self._upsert(conn, batch, zone, actor, action, stamp, expires_at, category, reason, source)
                 added, refreshed = added + a, refreshed + r
-                if progress:
-                    progress(len(batch))
         return added, refreshed
 
     def _upsert(self, conn, batch, zone, actor, action, stamp, expires_at, category, reason, source):
@@ -283,6 +272,17 @@ class ListingStore:
                 )
                 count += 1
         return count
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _domain_covers(listed: str, subject: Subject) -> bool:
