@@ -81,3 +81,19 @@ def test_codes_and_template(snapshot):
 def test_long_txt_is_split_into_character_strings():
     rdata = txt_rdata(b"x" * 600)
     assert [rdata[0], rdata[256], rdata[512]] == [255, 255, 90]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["A", "TXT", "ANY"]), st.booleans(),
+       st.sampled_from(["bl.example", "BL.Example", "bl.example.org", "xbl.example"]))
+def test_the_one_regex_ipv4_shortcut_answers_as_the_general_path(snapshot, value, qtype, edns, origin):
+    address = ".".join(str(value >> s & 255) for s in (24, 16, 8, 0))
+    query = dns.message.make_query(f"{reverse_name(address)}.{origin}", qtype, use_edns=0 if edns else None)
+    data = query.to_wire()
+    fast = fast_answer(data, snapshot, Responder(snapshot).wires, True)
+    slow = general_answer(data, snapshot, True)
+    if origin.lower() != "bl.example":
+        assert fast is None and dns.message.from_wire(slow).rcode() == dns.rcode.REFUSED
+        return
+    assert fast is not None
+    assert dns.message.from_wire(fast) == dns.message.from_wire(slow)

@@ -10,6 +10,7 @@ to the same answers.
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 
@@ -43,6 +44,10 @@ _COUNTS = struct.Struct(">HHHH")
 _TYPE_CLASS = struct.Struct(">HH")
 _OPT_FIXED = struct.Struct(">HHBBHH")  # type, size, ext rcode, version, flags, rdlen
 _PTR_QNAME = b"\xc0\x0c"
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
+_LENGTHS_TO_DOTS = bytes.maketrans(b"\x01\x02\x03", b"...")
+# A reversed-octet label as RFC 5782 writes it: 0-255, no leading zeros.
+_OCTET_LABEL = rb"(?:\x01\d|\x02[1-9]\d|\x03(?:1\d\d|2[0-4]\d|25[0-5]))"
 
 
 def name_wire(name: str) -> bytes:
@@ -66,12 +71,18 @@ def opt_record(do_bit: int) -> bytes:
 class ZoneWire:
     """Byte templates of one zone for the fast path, built once per snapshot."""
 
-    __slots__ = ("zone", "origin_len", "a_rrs", "a_counts", "txt_head", "soa_tail", "special")
+    __slots__ = ("zone", "origin_len", "ip4_question", "a_rrs", "a_counts", "txt_head", "soa_tail", "special")
 
     def __init__(self, zone: ZoneSnapshot, serial: int):
         config = zone.config
         self.zone = zone
         self.origin_len = len(zone.origin) + 2  # wire length of the origin name
+        # The whole hot question in one match: 4 octet labels, the origin in any case,
+        # then type A, TXT or ANY and class IN.
+        self.ip4_question = re.compile(
+            rb"((?:" + _OCTET_LABEL + rb"){4})(?i:" + re.escape(name_wire(config.origin)) + rb")\x00([\x01\x10\xff])\x00\x01",
+            re.S,
+        )
         ttl = struct.pack(">I", config.ttl)
         self.a_rrs: list[bytes] = [b""]
         self.a_counts: list[int] = [0]
@@ -111,11 +122,30 @@ def build_wires(snapshot: Snapshot) -> dict[bytes, ZoneWire]:
 
 def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], udp: bool) -> bytes | None:
     """The reply to a plain A/TXT/ANY query under a zone, or None for the general path."""
-    if len(data) < 17 or data[2] & 0xF8:  # a response, or an opcode other than QUERY
+    # One question, no answer or authority records, at most one additional (OPT);
+    # QR clear and opcode QUERY.
+    if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION or data[10] or data[11] > 1:
         return None
-    qd, an, ns, ar = _COUNTS.unpack_from(data, 4)
-    if qd != 1 or an or ns or ar > 1:
+    for wire in wires.values():
+        match = wire.ip4_question.match(data, 12)
+        if match is not None:
+            # The common case, one regex: reversed octets under this zone, A/TXT/ANY, class IN.
+            rel = match[1].translate(_LENGTHS_TO_DOTS)[1:]
+            d, c, b, a = rel.split(b".")
+            result = wire.zone.ip4(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+            if not result and len(rel) == 7:
+                result = wire.zone.find(rel)  # "1.0.0.2" is also a nibble path
+            qend = match.end()
+            return _reply(data, wire, rel, result, match[2][0], qend, udp)
+    question = _question(data, snapshot, wires)
+    if question is None:
         return None
+    wire, rel, qtype, qend = question
+    return _reply(data, wire, rel, wire.zone.find(rel), qtype, qend, udp)
+
+
+def _question(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire]) -> tuple | None:
+    """(zone templates, name below the origin, qtype, end of question) for any A/TXT/ANY name."""
     labels = []
     pos = 12
     end = len(data)
@@ -138,9 +168,21 @@ def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], u
     qtype, qclass = _TYPE_CLASS.unpack_from(data, pos + 1)
     if qclass != CLASS_IN or (qtype != QTYPE_A and qtype != QTYPE_TXT and qtype != QTYPE_ANY):
         return None
+    found = snapshot.zone_for(b".".join(labels).lower())
+    if found is None:
+        return None
+    zone, rel = found
+    wire = wires[zone.origin]
+    if rel in wire.special:
+        return None
+    return wire, rel, qtype, qend
+
+
+def _reply(data: bytes, wire: ZoneWire, rel: bytes, result: int, qtype: int, qend: int, udp: bool) -> bytes | None:
+    end = len(data)
     opt = b""
     limit = PLAIN_UDP_SIZE
-    if ar:
+    if data[11]:
         # Exactly one OPT record, version 0, nothing after it; options are ignored.
         if qend + 11 > end or data[qend] != 0:
             return None
@@ -151,15 +193,6 @@ def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], u
         limit = size if size > PLAIN_UDP_SIZE else PLAIN_UDP_SIZE
     elif qend != end:
         return None
-    qname = b".".join(labels).lower()
-    found = snapshot.zone_for(qname)
-    if found is None:
-        return None
-    zone, rel = found
-    wire = wires[zone.origin]
-    if rel in wire.special:
-        return None
-    result = zone.find(rel)
     flags = bytes([0x84 | (data[2] & 0x01), data[3] & 0x10])
     if result > 0:
         if qtype == QTYPE_A:
@@ -177,10 +210,10 @@ def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], u
     else:
         if result == NXDOMAIN:
             flags = bytes([flags[0], flags[1] | RCODE_NXDOMAIN])
-        pointer = struct.pack(">H", 0xC000 | (pos + 1 - wire.origin_len))
+        # The SOA's owner is the origin: a pointer to where it starts in the question.
+        pointer = struct.pack(">H", 0xC000 | (qend - 4 - wire.origin_len))
         reply = b"".join((data[:2], flags, _COUNTS.pack(1, 0, 1, 1 if opt else 0), data[12:qend],
                           pointer, wire.soa_tail, opt))
     if udp and len(reply) > limit:
         return None  # the general path truncates
     return reply
-
