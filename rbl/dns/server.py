@@ -37,7 +37,7 @@ class UdpServer:
         recvfrom, sendto, respond = self.sock.recvfrom, self.sock.sendto, self.responder.respond
         for _ in range(self.BURST):
             try:
-                data, addr = recvfrom(65535)
+                data, addr = recvfrom(4096)  # MAX_QUERY: larger ones are FORMERR anyway
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # ICMP errors surface here: the client went away
