@@ -64,3 +64,33 @@ class _Desc:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Desc) and self.key == other.key
+
+
+def overlay_points(starts: list[int], values: list[int], points, point_values, end: int):
+    """Breakpoints of ``starts``/``values`` with each ``[p, p + 1)`` answering its own value.
+
+    A single address is the innermost range wherever it lies, so a million of
+    them need no sweep: they are merged into the flattened rest with numpy, in
+    one sort. Returns numpy arrays (starts, values); ``end`` bounds the key space.
+    """
+    import numpy as np
+
+    base = np.asarray(starts, dtype=np.int64)
+    base_values = np.asarray(values, dtype=np.int64)
+    points = np.asarray(points, dtype=np.int64)
+    after = points + 1
+    # Just past a point the rest's value resumes, unless another point starts there.
+    after_values = base_values[np.searchsorted(base, after, side="right") - 1]
+    position = np.concatenate([base, after, points])
+    value = np.concatenate([base_values, after_values, np.asarray(point_values, dtype=np.int64)])
+    rank = np.concatenate([np.zeros(len(base), np.int8), np.ones(len(after), np.int8),
+                           np.full(len(points), 2, np.int8)])
+    order = np.lexsort((rank, position))
+    position, value = position[order], value[order]
+    last = np.ones(len(position), dtype=bool)
+    last[:-1] = position[1:] != position[:-1]  # the highest rank at a position decides
+    keep = last & (position < end)
+    position, value = position[keep], value[keep]
+    change = np.ones(len(value), dtype=bool)
+    change[1:] = value[1:] != value[:-1]
+    return position[change], value[change]

@@ -19,7 +19,7 @@ from rbl.addresses import DOMAIN, IP4, IP6, EXACT, SUBDOMAINS, Subject, parse_do
 from rbl.errors import RblError, SnapshotError
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.config import MALFORMED_CODE, ZoneConfig
-from rbl.zone.intervals import flatten
+from rbl.zone.intervals import flatten, overlay_points
 
 # Lookup outcomes besides a positive answer index.
 NXDOMAIN = 0
@@ -231,14 +231,25 @@ def _code_text(code: str) -> str:
     return f"127.0.0.{code}" if code.isdigit() else code
 
 
-def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[ZoneSnapshot, int]:
-    """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``."""
+def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) -> tuple[ZoneSnapshot, int]:
+    """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``.
+
+    ``singles`` may carry single IPv4 listings in bulk, ``(code, txt, packed
+    big-endian addresses)`` per distinct value: the bulk of a big list, merged
+    without a row each. They must not be among ``rows``.
+    """
     block = policy.code("block")
     answers: list[Answer | None] = [None]
     index: dict[Answer, int] = {}
     zone_txt = template_parts(config.txt)
 
+    by_value: dict[tuple, int] = {}  # (code, txt, listed domain) -> answer index
+
     def answer_id(code: str | None, txt: str | None, listed_domain: str | None = None) -> int:
+        key = (code, txt, listed_domain)
+        found = by_value.get(key)
+        if found is not None:
+            return found
         parts = zone_txt if txt is None else template_parts(txt) if txt else None
         if parts is not None and listed_domain is not None:
             # rbldnsd fills a domain listing's $ with the listed name, also for subdomains.
@@ -248,6 +259,7 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[Zon
         if found is None:
             found = index[answer] = len(answers)
             answers.append(answer)
+        by_value[key] = found
         return found
 
     ip4: list = []
@@ -278,6 +290,23 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[Zon
     starts4, values4 = flatten(ip4, 0)
     if starts4[-1] >= 1 << 32:
         starts4.pop(), values4.pop()
+    ip4_starts, ip4_values = array("I", starts4), array("I", values4)
+    if singles:
+        import numpy as np
+
+        points, point_values = [], []
+        for code, txt, packed in singles:
+            addresses = np.frombuffer(packed, dtype=">u4").astype(np.int64)
+            points.append(addresses)
+            point_values.append(np.full(len(addresses), answer_id(code, txt), dtype=np.int64))
+            count += len(addresses)
+        points, point_values = np.concatenate(points), np.concatenate(point_values)
+        # Test points win over listings: 127.0.0.1 and 127.0.0.2 keep their answers.
+        keep = (points != 0x7F000001) & (points != 0x7F000002)
+        merged, merged_values = overlay_points(starts4, values4, points[keep], point_values[keep], 1 << 32)
+        ip4_starts, ip4_values = array("I"), array("I")
+        ip4_starts.frombytes(merged.astype(np.uint32).tobytes())
+        ip4_values.frombytes(merged_values.astype(np.uint32).tobytes())
     starts6, values6 = flatten(ip6, 0)
     if starts6[-1] >= 1 << 128:
         starts6.pop(), values6.pop()
@@ -289,8 +318,8 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, ) -> tuple[Zon
     zone = ZoneSnapshot(
         config=config,
         answers=answers,
-        ip4_starts=array("I", starts4),
-        ip4_values=array("I", values4),
+        ip4_starts=ip4_starts,
+        ip4_values=ip4_values,
         ip6_hi=array("Q", [s >> 64 for s in starts6]),
         ip6_lo=array("Q", [s & _MASK64 for s in starts6]),
         ip6_values=array("I", values6),
@@ -313,7 +342,8 @@ def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, se
     total = 0
     try:
         for config in configs:
-            zone, count = compile_zone(config, policy, store.serving(config.origin, now))
+            zone, count = compile_zone(config, policy, store.serving(config.origin, now, singles=False),
+                                       store.serving_singles(config.origin, now))
             zones[zone.origin] = zone
             total += count
     except RblError as exc:
