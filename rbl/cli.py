@@ -98,8 +98,10 @@ def cli() -> None:
 @cli.command()
 @locations
 @click.option("--dns", default=DNS_DEFAULT, show_default=True, help="Address and port for DNS (UDP and TCP); port 0 picks one.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="DNS worker processes sharing the port (SO_REUSEPORT) and one mapped snapshot.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every snapshot and more.")
-def serve(db: str, policy: str, zones: str, dns: str, verbose: bool) -> None:
+def serve(db: str, policy: str, zones: str, dns: str, workers: int, verbose: bool) -> None:
     """Answer DNS queries for every zone, from a snapshot kept fresh from the store.
 
     A listing added with the CLI while the server runs is answered within a
@@ -107,7 +109,7 @@ def serve(db: str, policy: str, zones: str, dns: str, verbose: bool) -> None:
 
     \b
     Example:
-        rbl serve --dns 127.0.0.1:5353
+        rbl serve --dns 127.0.0.1:5353 --workers 2
         dig @127.0.0.1 -p 5353 2.0.0.127.bl.example A
     """
     from rbl.dns.server import parse_endpoint
@@ -119,7 +121,7 @@ def serve(db: str, policy: str, zones: str, dns: str, verbose: bool) -> None:
     host, port = parse_endpoint(dns, 53)
     service = Service(db, policy, zones)
     try:
-        asyncio.run(service.run(host, port))
+        asyncio.run(service.run(host, port, workers))
     except OSError as exc:
         raise RblError(f"--dns {dns}: {exc.strerror or exc}") from None
 

@@ -1,25 +1,37 @@
-"""``rbl serve``: keep a snapshot fresh from the store and files, and answer DNS from it."""
+"""``rbl serve``: keep a snapshot fresh from the store and files; DNS workers answer from it.
+
+The primary process owns the store: it watches for changes, compiles snapshots
+and writes each to a file. N worker processes (:mod:`rbl.dns.worker`) map the
+newest file and answer DNS on one shared port. A snapshot that fails to build
+is never written, so workers keep answering from the last good one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-from rbl.dns.answer import Responder
-from rbl.dns.server import start_dns
+from rbl.dns.server import bind_pair
+from rbl.dns.worker import READY
 from rbl.errors import RblError
 from rbl.policy.listing import load_listing_policy
 from rbl.store import ListingStore
 from rbl.zone.config import load_zones
 from rbl.zone.snapshot import Snapshot, compile_snapshot
+from rbl.zone.snapshot_file import write_snapshot
 
 log = logging.getLogger("rbl")
 
 POLL_SECONDS = 0.2  # how often the store is asked whether anything changed
 REFRESH_SECONDS = 300  # recompile anyway, as decisions depend on time
+KEEP_FILES = 3  # snapshot files kept: a worker may still be opening the one before
 
 
 class Service:
@@ -28,7 +40,7 @@ class Service:
     def __init__(self, db: str, policy: str, zones: str):
         self.db_path, self.policy_dir, self.zones_dir = db, policy, zones
         self.store = ListingStore(db)
-        self.responder: Responder | None = None
+        self.serial: int | None = None
         self._seen: tuple | None = None
         self._next_expiry: str | None = None
         self._built_at = 0.0
@@ -70,7 +82,13 @@ class Service:
             return now >= self._next_expiry
         return False
 
-    async def watch(self) -> None:
+    def _build_and_write(self, folder: Path) -> tuple[Snapshot, Path]:
+        snapshot = self.build()
+        path = folder / f"{snapshot.serial}.snap"
+        write_snapshot(snapshot, path)
+        return snapshot, path
+
+    async def watch(self, folder: Path, workers: "WorkerPool") -> None:
         """Rebuild when the store or files change; keep the old snapshot on failure."""
         loop = asyncio.get_running_loop()
         failed_on: tuple | None = None
@@ -83,36 +101,112 @@ class Service:
                 fingerprint = self._fingerprint()
                 if fingerprint == failed_on:
                     continue  # the same broken input: wait for the next change
-                snapshot = await loop.run_in_executor(None, self.build)
+                snapshot, path = await loop.run_in_executor(None, self._build_and_write, folder)
             except RblError as exc:
                 failed_on = fingerprint
-                log.error("keeping snapshot %s: %s", self.responder.snapshot.serial, exc)
+                log.error("keeping snapshot %s: %s", self.serial, exc)
                 continue
             except Exception:
-                log.exception("keeping snapshot %s after an unexpected error", self.responder.snapshot.serial)
+                log.exception("keeping snapshot %s after an unexpected error", self.serial)
                 await asyncio.sleep(1)
                 continue
             failed_on = None
-            self.responder.use(snapshot)
+            self.serial = snapshot.serial
+            workers.publish(path)
             log.info("serving snapshot %d: %d listings, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, snapshot.compile_seconds)
+            for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
+                old.unlink(missing_ok=True)
 
-    async def run(self, host: str, port: int) -> None:
-        snapshot = self.build()
-        self.responder = Responder(snapshot)
-        servers, bound = await start_dns(self.responder, host, port)
-        shown = f"[{host}]" if ":" in host else host
-        log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
-                 snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
-        # Tests and scripts read the port from this line.
-        log.info("DNS on %s:%d (udp, tcp)", shown, bound)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        watcher = asyncio.create_task(self.watch())
-        await stop.wait()
-        watcher.cancel()
-        for server in servers:
-            server.close()
-        self.store.close()
+    async def run(self, host: str, port: int, workers: int = 1) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="rbl-snapshots-"))
+        try:
+            snapshot, path = self._build_and_write(folder)
+            self.serial = snapshot.serial
+            log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
+                     snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
+            # Hold the port (port 0: pick it) until the workers have bound it beside us.
+            udp, tcp, bound = bind_pair(host, port)
+            pool = WorkerPool(host, bound, workers, path)
+            try:
+                await pool.start()
+            finally:
+                udp.close()
+                tcp.close()
+            shown = f"[{host}]" if ":" in host else host
+            # Tests and scripts read the port from this line.
+            log.info("DNS on %s:%d (udp, tcp), %d worker%s", shown, bound, workers, "s" * (workers != 1))
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise())]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+            pool.stop()
+        finally:
+            self.store.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class WorkerPool:
+    """N DNS worker processes on one port; restarted when one dies."""
+
+    def __init__(self, host: str, port: int, count: int, path: Path):
+        self.host, self.port, self.count, self.path = host, port, count, path
+        self.procs: list[subprocess.Popen] = []
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rbl.dns.worker", self.host, str(self.port), str(self.path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+
+    async def _ready(self, proc: subprocess.Popen) -> None:
+        line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
+        if line.strip() != READY:
+            proc.wait()
+            raise RblError(f"a DNS worker failed to start (exit code {proc.returncode})")
+
+    async def start(self) -> None:
+        self.procs = [self._spawn() for _ in range(self.count)]
+        await asyncio.gather(*(self._ready(proc) for proc in self.procs))
+
+    def publish(self, path: Path) -> None:
+        """Tell every worker to map the snapshot at path."""
+        self.path = path
+        for proc in self.procs:
+            try:
+                proc.stdin.write(f"{path}\n")
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass  # it died; supervise() restarts it with the newest path
+
+    async def supervise(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None:
+                    log.error("DNS worker %d exited with %s; restarting it", proc.pid, proc.returncode)
+                    self.procs[i] = self._spawn()
+                    try:
+                        await self._ready(self.procs[i])
+                    except RblError as exc:
+                        log.error("%s", exc)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.stdin.close()  # end of input: the worker stops
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+from pathlib import Path
 
 import dns.rcode
 
@@ -61,3 +64,32 @@ def test_expired_listings_stop_answering(server, workspace):
     workspace.rbl("listing", "add", "198.51.100.10", "--expires", "3s")
     server.wait_for(lambda: server.addresses("10.100.51.198.bl.example") == {"127.0.0.2"})
     server.wait_for(lambda: server.query("10.100.51.198.bl.example").rcode() == dns.rcode.NXDOMAIN, timeout=5)
+
+
+def worker_pids(server) -> list[int]:
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if "rbl.dns.worker" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def test_workers_share_one_mapped_snapshot_and_all_see_changes(workspace):
+    from conftest import Server
+
+    server = Server(workspace, "--workers", "2")
+    try:
+        pids = worker_pids(server)
+        assert len(pids) == 2
+        mapped = [{line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                   if line.endswith(".snap")} for pid in pids]
+        assert mapped[0] == mapped[1] and len(mapped[0]) == 1  # one file, mapped by both
+        workspace.rbl("listing", "add", "198.51.100.20")
+        # Many queries from many source ports reach both workers: all must agree.
+        server.wait_for(lambda: all(server.addresses("20.100.51.198.bl.example") == {"127.0.0.2"}
+                                    for _ in range(40)), timeout=1.0)
+        # A worker that dies is replaced, and answering goes on.
+        os.kill(pids[0], signal.SIGKILL)
+        server.wait_for(lambda: len(worker_pids(server)) == 2 and pids[0] not in worker_pids(server), timeout=10)
+        assert all(server.addresses("20.100.51.198.bl.example") == {"127.0.0.2"} for _ in range(40))
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0

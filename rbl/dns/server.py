@@ -104,15 +104,21 @@ def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
     return host, int(port)
 
 
-async def start_dns(responder: Responder, host: str, port: int) -> tuple[list, int]:
-    """Listen on UDP and TCP at host:port (port 0: the same free port for both)."""
+def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket, int]:
+    """A UDP and a TCP socket bound to host:port (port 0: one free port for both).
+
+    Both carry SO_REUSEPORT, so every DNS worker binds the same port and the
+    kernel spreads queries over them.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _attempt in range(20):
         udp_sock = socket.socket(family, socket.SOCK_DGRAM)
+        udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         udp_sock.bind((host, port))
         bound = udp_sock.getsockname()[1]
         tcp_sock = socket.socket(family, socket.SOCK_STREAM)
         tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             tcp_sock.bind((host, bound))
         except OSError:
@@ -121,7 +127,13 @@ async def start_dns(responder: Responder, host: str, port: int) -> tuple[list, i
             if port:
                 raise
             continue  # the free UDP port was taken for TCP: try another
-        udp = UdpServer(responder, udp_sock)
-        server = await asyncio.start_server(TcpHandler(responder), sock=tcp_sock, backlog=128)
-        return [udp, server], bound
+        return udp_sock, tcp_sock, bound
     raise RblError(f"no free port on {host} for both UDP and TCP")
+
+
+async def start_dns(responder: Responder, host: str, port: int) -> list:
+    """Answer UDP and TCP on host:port, beside any other worker on that port."""
+    udp_sock, tcp_sock, _ = bind_pair(host, port)
+    udp = UdpServer(responder, udp_sock)
+    server = await asyncio.start_server(TcpHandler(responder), sock=tcp_sock, backlog=128)
+    return [udp, server]

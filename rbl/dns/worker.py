@@ -1,0 +1,56 @@
+"""A DNS worker process: maps the current snapshot file and answers on the shared port.
+
+``rbl serve`` starts N of these (``--workers``). Each binds the same address with
+SO_REUSEPORT, maps the snapshot file it is given, and reads the path of every
+newer snapshot from its standard input, one per line; end of input (the primary
+is gone) stops it. Only the arrays' pages are shared, so N workers cost one
+snapshot in memory plus N small interpreters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from rbl.dns.answer import Responder
+from rbl.dns.server import start_dns
+from rbl.errors import RblError
+from rbl.zone.snapshot_file import read_snapshot
+
+log = logging.getLogger("rbl.worker")
+
+READY = "ready"
+
+
+async def serve(host: str, port: int, path: str) -> None:
+    loop = asyncio.get_running_loop()
+    responder = Responder(read_snapshot(path))
+    servers = await start_dns(responder, host, port)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(READY, flush=True)
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        try:
+            responder.use(read_snapshot(line.decode().strip()))
+        except RblError as exc:
+            log.error("keeping snapshot %s: %s", responder.snapshot.serial, exc)
+    for server in servers:
+        server.close()
+
+
+def main(argv: list[str]) -> None:
+    # The primary decides when workers stop (end of input); a terminal's ^C goes to it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s",
+                        stream=sys.stderr)
+    host, port, path = argv
+    asyncio.run(serve(host, int(port), path))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,118 @@
+"""Snapshots as files: written once by the compiler, mapped read-only by every DNS worker.
+
+The big arrays are stored raw and memory-mapped, so N workers share one copy
+in the page cache instead of holding N. Layout: 8-byte magic, 8-byte header
+length, a JSON header (zones, answers, where each array lies), then the arrays,
+each 8-byte aligned, in native byte order (the file never leaves the machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import mmap
+import os
+import struct
+import sys
+from array import array
+from pathlib import Path
+
+from rbl.errors import SnapshotError
+from rbl.zone.config import Soa, ZoneConfig
+from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
+
+MAGIC = b"RBLSNAP1"
+_ARRAYS = ("ip4_starts", "ip4_values", "ip6_hi", "ip6_lo", "ip6_values", "domain_values")
+
+
+def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
+    """Write atomically: a reader sees the old file or the whole new one."""
+    path = Path(path)
+    blobs: list[bytes] = []
+    offset = 0
+
+    def place(data: bytes) -> list[int]:
+        nonlocal offset
+        start = offset
+        blobs.append(data + b"\0" * (-len(data) % 8))
+        offset += len(blobs[-1])
+        return [start, len(data)]
+
+    zones = []
+    for zone in snapshot.zones.values():
+        placed = {name: place(getattr(zone, name).tobytes()) for name in _ARRAYS}
+        keys = zone.domain_keys
+        placed["domain_keys"] = place(b"".join(keys))
+        ends = array("I")
+        total = 0
+        for key in keys:
+            total += len(key)
+            ends.append(total)
+        placed["domain_key_ends"] = place(ends.tobytes())
+        config = dataclasses.asdict(zone.config)
+        zones.append({
+            "config": config,
+            "answers": [None if a is None else [list(a.codes), None if a.txt is None else list(a.txt)]
+                        for a in zone.answers],
+            "malformed": zone.malformed,
+            "arrays": placed,
+            "typecodes": {name: getattr(zone, name).typecode for name in _ARRAYS},
+        })
+    header = json.dumps({
+        "serial": snapshot.serial, "built_at": snapshot.built_at, "compile_seconds": snapshot.compile_seconds,
+        "listings": snapshot.listings, "byteorder": sys.byteorder, "zones": zones,
+    }).encode()
+    header += b" " * (-len(header) % 8)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        for blob in blobs:
+            f.write(blob)
+    os.replace(tmp, path)
+
+
+def read_snapshot(path: str | Path) -> Snapshot:
+    """Map a snapshot file; its arrays are views into the shared mapping, not copies.
+
+    :raises SnapshotError: for a file that is not a whole snapshot of this format.
+    """
+    try:
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"{path}: cannot map the snapshot: {exc}") from None
+    view = memoryview(mapped)
+    if view[:8] != MAGIC:
+        raise SnapshotError(f"{path}: not an rbl snapshot file")
+    (length,) = struct.unpack_from("<Q", view, 8)
+    try:
+        header = json.loads(bytes(view[16:16 + length]))
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: damaged snapshot header: {exc}") from None
+    if header["byteorder"] != sys.byteorder:
+        raise SnapshotError(f"{path}: written on a machine of the other byte order")
+    base = 16 + length
+    zones: dict[bytes, ZoneSnapshot] = {}
+    for entry in header["zones"]:
+        def region(name: str) -> memoryview:
+            start, size = entry["arrays"][name]
+            return view[base + start: base + start + size]
+
+        arrays = {name: region(name).cast(entry["typecodes"][name]) for name in _ARRAYS}
+        keys_blob = bytes(region("domain_keys"))
+        ends = region("domain_key_ends").cast("I")
+        keys, start = [], 0
+        for end in ends:  # domain keys are few: a list of them is worth its memory
+            keys.append(keys_blob[start:end])
+            start = end
+        config = dict(entry["config"])
+        config["soa"] = Soa(**config["soa"])
+        config["ns"] = tuple(config["ns"])
+        config["glue"] = {host: tuple(addresses) for host, addresses in config["glue"].items()}
+        answers = [None if a is None else Answer(tuple(a[0]), None if a[1] is None else tuple(a[1]))
+                   for a in entry["answers"]]
+        zone = ZoneSnapshot(config=ZoneConfig(**config), answers=answers, domain_keys=keys,
+                            malformed=entry["malformed"], **arrays)
+        zones[zone.origin] = zone
+    return Snapshot(serial=header["serial"], zones=zones, built_at=header["built_at"],
+                    compile_seconds=header["compile_seconds"], listings=header["listings"])
