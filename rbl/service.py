@@ -23,7 +23,9 @@ from rbl.dns.worker import READY
 from rbl.errors import RblError
 from rbl.policy.listing import load_listing_policy
 from rbl.store import ListingStore
+from rbl.store.listings import timestamp
 from rbl.zone.config import load_zones
+from rbl.zone.patch import Changes, patch_zone
 from rbl.zone.snapshot import Snapshot, compile_snapshot
 from rbl.zone.snapshot_file import write_snapshot
 
@@ -41,6 +43,9 @@ class Service:
         self.db_path, self.policy_dir, self.zones_dir = db, policy, zones
         self.store = ListingStore(db)
         self.serial: int | None = None
+        self.current: Snapshot | None = None
+        self._policy = None
+        self._audit_id = 0  # changes up to this audit row are in the current snapshot
         self._seen: tuple | None = None
         self._next_expiry: str | None = None
         self._built_at = 0.0
@@ -65,27 +70,51 @@ class Service:
         zones = load_zones(self.zones_dir)
         policy = load_listing_policy(self.policy_dir)
         now = self.store.clock()
+        audit_id, _ = self.store.changes_since(2**62)  # read before the listings: later ones get patched
         serial = self.store.next_serial(int(time.time()))
         snapshot = compile_snapshot(self.store, zones, policy, serial, now)
-        self._seen = seen
+        self._seen, self._policy, self._audit_id = seen, policy, audit_id
         self._next_expiry = self.store.next_expiry(now)
         self._built_at = time.monotonic()
         return snapshot
 
-    def _stale(self) -> bool:
-        if self._fingerprint() != self._seen:
-            return True
+    def update(self) -> Snapshot:
+        """The next snapshot: the current one patched where listings changed, else a full build."""
+        seen = self._fingerprint()
+        current = self.current
+        if current is None or seen[1] != self._seen[1] or self._time_is_due():
+            return self.build()
+        started = time.perf_counter()
+        newest, subjects = self.store.changes_since(self._audit_id)
+        if subjects is None:
+            return self.build()
+        now = self.store.clock()
+        changes = Changes.of(subjects)
+        zones = {origin: patch_zone(zone, self._policy, self.store, changes, now)
+                 for origin, zone in current.zones.items()}
+        serial = self.store.next_serial(int(time.time()))
+        self._seen, self._audit_id = seen, newest
+        self._next_expiry = self.store.next_expiry(now)
+        return Snapshot(serial=serial, zones=zones, built_at=time.time(),
+                        compile_seconds=time.perf_counter() - started,
+                        listings=self.store.count_active())
+
+    def _time_is_due(self) -> bool:
+        """Decisions depend on time: recompile on a timer and when a listing expires."""
         if time.monotonic() - self._built_at > REFRESH_SECONDS:
             return True
         if self._next_expiry is not None:
-            now = self.store.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-            return now >= self._next_expiry
+            return timestamp(self.store.clock()) >= self._next_expiry
         return False
 
-    def _build_and_write(self, folder: Path) -> tuple[Snapshot, Path]:
-        snapshot = self.build()
+    def _stale(self) -> bool:
+        return self._fingerprint() != self._seen or self._time_is_due()
+
+    def _build_and_write(self, folder: Path, full: bool = False) -> tuple[Snapshot, Path]:
+        snapshot = self.build() if full else self.update()
         path = folder / f"{snapshot.serial}.snap"
         write_snapshot(snapshot, path)
+        self.current = snapshot
         return snapshot, path
 
     async def watch(self, folder: Path, workers: "WorkerPool") -> None:
@@ -121,7 +150,7 @@ class Service:
     async def run(self, host: str, port: int, workers: int = 1) -> None:
         folder = Path(tempfile.mkdtemp(prefix="rbl-snapshots-"))
         try:
-            snapshot, path = self._build_and_write(folder)
+            snapshot, path = self._build_and_write(folder, full=True)
             self.serial = snapshot.serial
             log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)

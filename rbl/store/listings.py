@@ -18,6 +18,8 @@ from rbl.store.schema import migrate
 
 Clock = Callable[[], dt.datetime]
 
+CHANGES_LIMIT = 2000  # past this many audit rows, a change is recompiled whole
+
 # The same words as the listings_singles index, so SQLite uses it.
 _SINGLE_IP4 = "kind = 'ip4' AND plen = 32 AND exclude = 0"
 
@@ -167,6 +169,43 @@ class ListingStore:
             [zone, timestamp(now)],
         )
 
+    def serving_kind(self, zone: str, kind: str, now: dt.datetime) -> Iterator[tuple]:
+        """Like :meth:`serving`, for one kind of subject only."""
+        return self.db.execute(
+            "SELECT kind, net, plen, subject, exclude, code, txt FROM listings "
+            "WHERE state = 'active' AND zone = ? AND kind = ? AND (expires_at IS NULL OR expires_at > ?)",
+            [zone, kind, timestamp(now)],
+        )
+
+    def overlapping(self, zone: str, kind: str, net: int, plen: int, now: dt.datetime) -> list[tuple]:
+        """Served listings around or inside the CIDR net/plen, as :meth:`serving` rows."""
+        bits = 32 if kind == "ip4" else 128
+        width = bits // 8
+        # INDEXED BY: SQLite's planner prefers the serving index and scans a million rows.
+        served = ("SELECT kind, net, plen, subject, exclude, code, txt FROM listings INDEXED BY listings_net "
+                  "WHERE state = 'active' AND zone = ? AND kind = ? AND (expires_at IS NULL OR expires_at > ?) ")
+        head = [zone, kind, timestamp(now)]
+        inside = self.db.execute(
+            served + "AND net BETWEEN ? AND ? AND plen >= ?",
+            head + [net.to_bytes(width, "big"), (net | ((1 << (bits - plen)) - 1)).to_bytes(width, "big"), plen],
+        ).fetchall()
+        # Around it: the network address of each shorter prefix, one index probe each.
+        around = {(net >> (bits - p) << (bits - p)).to_bytes(width, "big"): p for p in range(plen)}
+        marks = ",".join("?" * len(around))
+        rows = self.db.execute(served + f"AND net IN ({marks}) AND plen < ?", head + [*around, plen]).fetchall() if around else []
+        return inside + [row for row in rows if around.get(row[1]) == row[2]]
+
+    def changes_since(self, audit_id: int) -> tuple[int, list[str] | None]:
+        """The newest audit id and the subjects changed after ``audit_id``.
+
+        None instead of the list when more than ``limit`` changed: recompile all.
+        """
+        (newest,) = self.db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()
+        if newest - audit_id > CHANGES_LIMIT:
+            return newest, None
+        rows = self.db.execute("SELECT DISTINCT subject FROM audit WHERE id > ? AND id <= ?", [audit_id, newest])
+        return newest, [subject for (subject,) in rows]
+
     def serving_singles(self, zone: str, now: dt.datetime) -> list[tuple[str | None, str | None, bytes]]:
         """Single IPv4 listings in bulk: (code, txt, packed addresses) per distinct value.
 
@@ -181,10 +220,14 @@ class ListingStore:
         )
         return [(code, txt, bytes.fromhex(packed)) for code, txt, packed in rows]
 
+    def count_active(self) -> int:
+        """Active listings, expired or not: cheap, from the serving index."""
+        return self.db.execute("SELECT count(*) FROM listings WHERE state = 'active'").fetchone()[0]
+
     def next_expiry(self, now: dt.datetime) -> str | None:
         """When the next active listing expires, so a server recompiles then."""
         row = self.db.execute(
-            "SELECT min(expires_at) FROM listings WHERE state = 'active' AND expires_at > ?",
+            "SELECT min(expires_at) FROM listings INDEXED BY listings_expiry WHERE state = 'active' AND expires_at > ?",
             [timestamp(now)],
         ).fetchone()
         return row[0]

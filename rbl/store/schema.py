@@ -69,9 +69,17 @@ def _serving_indexes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _patch_indexes(db: sqlite_utils.Database) -> None:
+    # A small change is patched from the listings around and inside its range,
+    # and the server asks after every change when the next listing expires.
+    db.execute("CREATE INDEX listings_net ON listings (zone, kind, net)")
+    db.execute("CREATE INDEX listings_expiry ON listings (expires_at) WHERE state = 'active'")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
+    ("0003_patch_indexes", _patch_indexes),
 ]
 
 

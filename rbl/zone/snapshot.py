@@ -231,37 +231,36 @@ def _code_text(code: str) -> str:
     return f"127.0.0.{code}" if code.isdigit() else code
 
 
-def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) -> tuple[ZoneSnapshot, int]:
-    """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``.
+class AnswerTable:
+    """The distinct answers of a zone, each numbered once; interval values index it."""
 
-    ``singles`` may carry single IPv4 listings in bulk, ``(code, txt, packed
-    big-endian addresses)`` per distinct value: the bulk of a big list, merged
-    without a row each. They must not be among ``rows``.
-    """
-    block = policy.code("block")
-    answers: list[Answer | None] = [None]
-    index: dict[Answer, int] = {}
-    zone_txt = template_parts(config.txt)
+    def __init__(self, config: ZoneConfig, policy: ListingPolicy, answers: list[Answer | None] | None = None):
+        self.answers: list[Answer | None] = list(answers) if answers else [None]
+        self._index = {answer: i for i, answer in enumerate(self.answers) if answer is not None}
+        self._by_value: dict[tuple, int] = {}  # (code, txt, listed domain) -> index
+        self._block = policy.code("block")
+        self._zone_txt = template_parts(config.txt)
 
-    by_value: dict[tuple, int] = {}  # (code, txt, listed domain) -> answer index
-
-    def answer_id(code: str | None, txt: str | None, listed_domain: str | None = None) -> int:
+    def id(self, code: str | None, txt: str | None, listed_domain: str | None = None) -> int:
         key = (code, txt, listed_domain)
-        found = by_value.get(key)
+        found = self._by_value.get(key)
         if found is not None:
             return found
-        parts = zone_txt if txt is None else template_parts(txt) if txt else None
+        parts = self._zone_txt if txt is None else template_parts(txt) if txt else None
         if parts is not None and listed_domain is not None:
             # rbldnsd fills a domain listing's $ with the listed name, also for subdomains.
             parts = (listed_domain.join(parts),)
-        answer = Answer((_code_text(code) if code else block,), parts)
-        found = index.get(answer)
+        answer = Answer((_code_text(code) if code else self._block,), parts)
+        found = self._index.get(answer)
         if found is None:
-            found = index[answer] = len(answers)
-            answers.append(answer)
-        by_value[key] = found
+            found = self._index[answer] = len(self.answers)
+            self.answers.append(answer)
+        self._by_value[key] = found
         return found
 
+
+def row_ranges(rows, table: AnswerTable) -> tuple[list, list, list, int]:
+    """Store rows as ``(lo, hi, priority, answer)`` ranges: IPv4, IPv6, domains, and the count."""
     ip4: list = []
     ip6: list = []
     domains: list = []
@@ -271,21 +270,48 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) ->
         prio = _EXCLUSION if exclude else _LISTING
         if kind == IP4:
             lo = int.from_bytes(net, "big")
-            ip4.append((lo, lo + (1 << (32 - plen)), prio, 0 if exclude else answer_id(code, txt)))
+            ip4.append((lo, lo + (1 << (32 - plen)), prio, 0 if exclude else table.id(code, txt)))
         elif kind == IP6:
             lo = int.from_bytes(net, "big")
-            ip6.append((lo, lo + (1 << (128 - plen)), prio, 0 if exclude else answer_id(code, txt)))
+            ip6.append((lo, lo + (1 << (128 - plen)), prio, 0 if exclude else table.id(code, txt)))
         elif kind == DOMAIN:
             listed = parse_domain(subject)
             lo_key, hi_key = _domain_range(listed)
-            domains.append((lo_key, hi_key, prio, 0 if exclude else answer_id(code, txt, listed.domain)))
-    # RFC 5782 section 5 test points, always served.
-    test = answer_id(None, None)
-    ip4 += [(0x7F000002, 0x7F000003, _TEST_POINT, test), (0x7F000001, 0x7F000002, _TEST_POINT, 0)]
-    # ::FFFF:7F00:2 and ::FFFF:7F00:1 are answered from these, as every ::ffff:0:0/96 name.
-    for name, value in ((b"test", answer_id(None, None, "test")), (b"invalid", 0)):
+            domains.append((lo_key, hi_key, prio, 0 if exclude else table.id(code, txt, listed.domain)))
+    return ip4, ip6, domains, count
+
+
+def test_point_ranges(table: AnswerTable) -> tuple[list, list]:
+    """RFC 5782 section 5 test points, always served: IPv4 and domain ranges.
+
+    ::FFFF:7F00:2 and ::FFFF:7F00:1 are answered from the IPv4 ones, as every
+    name in ::ffff:0:0/96.
+    """
+    test = table.id(None, None)
+    ip4 = [(0x7F000002, 0x7F000003, _TEST_POINT, test), (0x7F000001, 0x7F000002, _TEST_POINT, 0)]
+    domains = []
+    for name, value in ((b"test", table.id(None, None, "test")), (b"invalid", 0)):
         key = domain_key(name)
         domains.append((key, key + b"\x02", _TEST_POINT, value))
+    return ip4, domains
+
+
+def ip6_arrays(starts: list[int]) -> tuple[array, array]:
+    return array("Q", [s >> 64 for s in starts]), array("Q", [s & _MASK64 for s in starts])
+
+
+def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) -> tuple[ZoneSnapshot, int]:
+    """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``.
+
+    ``singles`` may carry single IPv4 listings in bulk, ``(code, txt, packed
+    big-endian addresses)`` per distinct value: the bulk of a big list, merged
+    without a row each. They must not be among ``rows``.
+    """
+    table = AnswerTable(config, policy)
+    ip4, ip6, domains, count = row_ranges(rows, table)
+    points4, points_domain = test_point_ranges(table)
+    ip4 += points4
+    domains += points_domain
 
     starts4, values4 = flatten(ip4, 0)
     if starts4[-1] >= 1 << 32:
@@ -298,7 +324,7 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) ->
         for code, txt, packed in singles:
             addresses = np.frombuffer(packed, dtype=">u4").astype(np.int64)
             points.append(addresses)
-            point_values.append(np.full(len(addresses), answer_id(code, txt), dtype=np.int64))
+            point_values.append(np.full(len(addresses), table.id(code, txt), dtype=np.int64))
             count += len(addresses)
         points, point_values = np.concatenate(points), np.concatenate(point_values)
         # Test points win over listings: 127.0.0.1 and 127.0.0.2 keep their answers.
@@ -313,15 +339,16 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) ->
     dkeys, dvalues = flatten(domains, b"")
     malformed = NXDOMAIN
     if config.malformed_answer:
-        malformed = len(answers)
-        answers.append(Answer((MALFORMED_CODE,), template_parts("malformed query name $")))
+        malformed = len(table.answers)
+        table.answers.append(Answer((MALFORMED_CODE,), template_parts("malformed query name $")))
+    ip6_hi, ip6_lo = ip6_arrays(starts6)
     zone = ZoneSnapshot(
         config=config,
-        answers=answers,
+        answers=table.answers,
         ip4_starts=ip4_starts,
         ip4_values=ip4_values,
-        ip6_hi=array("Q", [s >> 64 for s in starts6]),
-        ip6_lo=array("Q", [s & _MASK64 for s in starts6]),
+        ip6_hi=ip6_hi,
+        ip6_lo=ip6_lo,
         ip6_values=array("I", values6),
         domain_keys=dkeys,
         domain_values=array("I", dvalues),
