@@ -70,7 +70,7 @@ class Service:
         zones = load_zones(self.zones_dir)
         policy = load_listing_policy(self.policy_dir)
         now = self.store.clock()
-        audit_id, _ = self.store.changes_since(2**62)  # read before the listings: later ones get patched
+        audit_id = self.store.audit_mark()  # read before the listings: later changes get patched
         serial = self.store.next_serial(int(time.time()))
         snapshot = compile_snapshot(self.store, zones, policy, serial, now)
         self._seen, self._policy, self._audit_id = seen, policy, audit_id

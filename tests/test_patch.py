@@ -47,7 +47,7 @@ def test_patched_snapshot_answers_as_a_full_compile(tmp_path_factory, before, af
     for text, action in before:
         apply(store, text, action)
     base = compile_snapshot(store, [CONFIG], ListingPolicy(), 1, NOW)
-    mark, _ = store.changes_since(2**62)
+    mark = store.audit_mark()
     for text, action in after:
         apply(store, text, action)
     _newest, subjects = store.changes_since(mark)

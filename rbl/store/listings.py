@@ -195,12 +195,16 @@ class ListingStore:
         rows = self.db.execute(served + f"AND net IN ({marks}) AND plen < ?", head + [*around, plen]).fetchall() if around else []
         return inside + [row for row in rows if around.get(row[1]) == row[2]]
 
+    def audit_mark(self) -> int:
+        """The newest audit row's id: changes after it are newer than what was read next."""
+        return self.db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
+
     def changes_since(self, audit_id: int) -> tuple[int, list[str] | None]:
         """The newest audit id and the subjects changed after ``audit_id``.
 
-        None instead of the list when more than ``limit`` changed: recompile all.
+        None instead of the list when more than CHANGES_LIMIT changed: recompile all.
         """
-        (newest,) = self.db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()
+        newest = self.audit_mark()
         if newest - audit_id > CHANGES_LIMIT:
             return newest, None
         rows = self.db.execute("SELECT DISTINCT subject FROM audit WHERE id > ? AND id <= ?", [audit_id, newest])
