@@ -70,7 +70,7 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from conftest import Server, Workspace, require_tool
+from conftest import Server, Workspace, require_tool, stop_process
 
 SEED = 5782
 MIN_QUERIES = 10_000
@@ -679,13 +679,7 @@ class Rbldnsd:
         return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @dataclass

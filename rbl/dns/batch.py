@@ -15,8 +15,10 @@ import errno
 from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_size_t, c_uint, c_uint32, c_void_p
 
+from rbl.dns.wire import MAX_QUERY, MAX_UDP_REPLY
+
 BATCH = 64
-BUFFER = 4096  # the largest query we parse (MAX_QUERY); larger ones arrive cut short
+BUFFER = max(MAX_QUERY, MAX_UDP_REPLY)  # larger queries arrive cut short; no UDP reply is larger
 _NAME = 128  # sizeof(struct sockaddr_storage)
 _MSG_DONTWAIT = 0x40
 
@@ -58,7 +60,12 @@ class BatchSocket:
         self._in = (_Mmsghdr * BATCH)()
         self._out_iov = (_Iovec * BATCH)()
         self._out = (_Mmsghdr * BATCH)()
+        # Replies are copied into fixed buffers: asking ctypes for a bytes object's
+        # address costs more than the copy.
+        self._replies = (ctypes.c_char * (BUFFER * BATCH))()
+        self._reply_view = memoryview(self._replies).cast("B")
         buffers, names = ctypes.addressof(self._buffers), ctypes.addressof(self._names)
+        replies = ctypes.addressof(self._replies)
         for i in range(BATCH):
             self._in_iov[i].iov_base = buffers + i * BUFFER
             self._in_iov[i].iov_len = BUFFER
@@ -66,9 +73,11 @@ class BatchSocket:
             header.msg_iov = ctypes.pointer(self._in_iov[i])
             header.msg_iovlen = 1
             header.msg_name = names + i * _NAME
+            self._out_iov[i].iov_base = replies + i * BUFFER
             out = self._out[i].msg_hdr
             out.msg_iov = ctypes.pointer(self._out_iov[i])
             out.msg_iovlen = 1
+            out.msg_name = names + i * _NAME
         self._names_at = names
 
     def serve(self, respond: Callable[[bytes, bool], bytes | None]) -> bool:
@@ -79,20 +88,20 @@ class BatchSocket:
         count = _recvmmsg(self.fd, incoming, BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
             return count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)
-        view, out, out_iov = self._view, self._out, self._out_iov
-        replies = []  # kept alive until sendmmsg has copied them
+        view, reply_view, out, out_iov = self._view, self._reply_view, self._out, self._out_iov
+        k = 0
         for i in range(count):
             start = i * BUFFER
             reply = respond(bytes(view[start:start + incoming[i].msg_len]), True)
             if reply is None:
                 continue
-            k = len(replies)
-            replies.append(reply)
-            out_iov[k].iov_base = ctypes.cast(ctypes.c_char_p(reply), c_void_p).value
+            at = k * BUFFER
+            reply_view[at:at + len(reply)] = reply
             out_iov[k].iov_len = len(reply)
             header = out[k].msg_hdr
-            header.msg_name = self._names_at + i * _NAME
+            header.msg_name = self._names_at + i * _NAME  # k < i once a datagram went unanswered
             header.msg_namelen = incoming[i].msg_hdr.msg_namelen
-        if replies:
-            _sendmmsg(self.fd, out, len(replies), 0)  # a full buffer drops the rest, as UDP may
+            k += 1
+        if k:
+            _sendmmsg(self.fd, out, k, 0)  # a full buffer drops the rest, as UDP may
         return count == BATCH

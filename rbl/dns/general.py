@@ -12,7 +12,7 @@ import struct
 from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from rbl.dns.wire import (
-    CLASS_IN, MAX_NAME, MAX_QUERY, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
+    CLASS_IN, MAX_NAME, MAX_QUERY, MAX_UDP_REPLY, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
     QTYPE_SOA, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_REFUSED,
 )
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
@@ -58,7 +58,7 @@ def general_answer(data: bytes, snapshot: Snapshot, udp: bool) -> bytes | None:
             reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit, ext_rcode=RCODE_BADVERS >> 4))
             reply.header.aa = 0
             return bytes(reply.pack())
-        limit = max(opt.rclass, PLAIN_UDP_SIZE)
+        limit = min(max(opt.rclass, PLAIN_UDP_SIZE), MAX_UDP_REPLY)
     _answer(reply, question, snapshot)
     if opt is not None:
         reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit))

@@ -9,6 +9,7 @@ import struct
 
 from rbl.dns import batch
 from rbl.dns.answer import Responder
+from rbl.dns.wire import MAX_QUERY
 from rbl.errors import RblError
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class UdpServer:
         recvfrom, sendto, respond = self.sock.recvfrom, self.sock.sendto, self.responder.respond
         for _ in range(self.BURST):
             try:
-                data, addr = recvfrom(4096)  # MAX_QUERY: larger ones are FORMERR anyway
+                data, addr = recvfrom(MAX_QUERY)  # larger ones arrive cut short: FORMERR anyway
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # ICMP errors surface here: the client went away

@@ -35,6 +35,7 @@ RCODE_BADVERS = 16
 
 MAX_NAME = 255  # octets of a name on the wire (RFC 1035 2.3.4)
 MAX_QUERY = 4096  # no question needs more; bigger ones are FORMERR before any parsing
+MAX_UDP_REPLY = 4096  # past this, TC and TCP whatever the requester offers (RFC 6891 6.2.5)
 
 # The UDP payload size we advertise: the DNS flag day 2020 value, safe from fragmentation.
 OUR_UDP_SIZE = 1232
@@ -46,6 +47,12 @@ _OPT_FIXED = struct.Struct(">HHBBHH")  # type, size, ext rcode, version, flags, 
 _PTR_QNAME = b"\xc0\x0c"
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 _LENGTHS_TO_DOTS = bytes.maketrans(b"\x01\x02\x03", b"...")
+_OCTET_VALUE = {str(i).encode(): i for i in range(256)}  # a dict beats int() on bytes
+# Reply flags by the query's RD and CD bits: QR, AA, RD copied; RA clear; CD copied.
+_FLAGS = {rd: {cd: bytes([0x84 | rd, cd]) for cd in (0, 0x10)} for rd in (0, 1)}
+_NXDOMAIN_FLAGS = {f: bytes([f[0], f[1] | RCODE_NXDOMAIN]) for by_cd in _FLAGS.values() for f in by_cd.values()}
+_NEGATIVE_COUNTS = [struct.pack(">HHHH", 1, 0, 1, opt) for opt in (0, 1)]
+_POINTERS = [struct.pack(">H", 0xC000 | offset) for offset in range(512)]  # names end before 12 + 255
 # A reversed-octet label as RFC 5782 writes it: 0-255, no leading zeros.
 _OCTET_LABEL = rb"(?:\x01\d|\x02[1-9]\d|\x03(?:1\d\d|2[0-4]\d|25[0-5]))"
 
@@ -132,7 +139,8 @@ def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], u
             # The common case, one regex: reversed octets under this zone, A/TXT/ANY, class IN.
             rel = match[1].translate(_LENGTHS_TO_DOTS)[1:]
             d, c, b, a = rel.split(b".")
-            result = wire.zone.ip4(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+            octet = _OCTET_VALUE
+            result = wire.zone.ip4(octet[a] << 24 | octet[b] << 16 | octet[c] << 8 | octet[d])
             if not result and len(rel) == 7:
                 result = wire.zone.find(rel)  # "1.0.0.2" is also a nibble path
             qend = match.end()
@@ -190,10 +198,11 @@ def _reply(data: bytes, wire: ZoneWire, rel: bytes, result: int, qtype: int, qen
         if otype != QTYPE_OPT or version or qend + 11 + rdlen != end:
             return None
         opt = opt_record(flags & 0x8000)
-        limit = size if size > PLAIN_UDP_SIZE else PLAIN_UDP_SIZE
+        limit = min(max(size, PLAIN_UDP_SIZE), MAX_UDP_REPLY)
     elif qend != end:
         return None
-    flags = bytes([0x84 | (data[2] & 0x01), data[3] & 0x10])
+    flags = _FLAGS[data[2] & 0x01][data[3] & 0x10]
+    with_opt = 1 if opt else 0
     if result > 0:
         if qtype == QTYPE_A:
             body = wire.a_rrs[result]
@@ -206,14 +215,13 @@ def _reply(data: bytes, wire: ZoneWire, rel: bytes, result: int, qtype: int, qen
                 body, count = txt, 1
             else:
                 body, count = wire.a_rrs[result] + txt, wire.a_counts[result] + 1
-        reply = b"".join((data[:2], flags, _COUNTS.pack(1, count, 0, 1 if opt else 0), data[12:qend], body, opt))
+        reply = b"".join((data[:2], flags, _COUNTS.pack(1, count, 0, with_opt), data[12:qend], body, opt))
     else:
         if result == NXDOMAIN:
-            flags = bytes([flags[0], flags[1] | RCODE_NXDOMAIN])
+            flags = _NXDOMAIN_FLAGS[flags]
         # The SOA's owner is the origin: a pointer to where it starts in the question.
-        pointer = struct.pack(">H", 0xC000 | (qend - 4 - wire.origin_len))
-        reply = b"".join((data[:2], flags, _COUNTS.pack(1, 0, 1, 1 if opt else 0), data[12:qend],
-                          pointer, wire.soa_tail, opt))
+        pointer = _POINTERS[qend - 4 - wire.origin_len]
+        reply = b"".join((data[:2], flags, _NEGATIVE_COUNTS[with_opt], data[12:qend], pointer, wire.soa_tail, opt))
     if udp and len(reply) > limit:
         return None  # the general path truncates
     return reply
