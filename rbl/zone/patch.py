@@ -19,7 +19,7 @@ from rbl.addresses import DOMAIN, IP4, IP6, parse_subject
 from rbl.errors import SubjectError
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.intervals import flatten
-from rbl.zone.snapshot import AnswerTable, ZoneSnapshot, ip6_arrays, row_ranges, test_point_ranges
+from rbl.zone.snapshot import AnswerTable, ZoneSnapshot, block_index, ip6_arrays, row_ranges, test_point_ranges
 
 
 @dataclasses.dataclass
@@ -143,6 +143,7 @@ def patch_zone(zone: ZoneSnapshot, policy: ListingPolicy, store, changes: Change
     if changes.ip4:
         patches = _patches(store, zone, table, IP4, changes.ip4, now, points4)
         fields["ip4_starts"], fields["ip4_values"] = splice_ip4(zone.ip4_starts, zone.ip4_values, patches)
+        fields["ip4_blocks"] = block_index(fields["ip4_starts"])
     if changes.ip6:
         old = [(h << 64) | lo for h, lo in zip(zone.ip6_hi, zone.ip6_lo)]
         patches = _patches(store, zone, table, IP6, changes.ip6, now, [])

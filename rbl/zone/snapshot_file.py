@@ -22,7 +22,7 @@ from rbl.zone.config import Soa, ZoneConfig
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
 
 MAGIC = b"RBLSNAP1"
-_ARRAYS = ("ip4_starts", "ip4_values", "ip6_hi", "ip6_lo", "ip6_values", "domain_values")
+_ARRAYS = ("ip4_starts", "ip4_values", "ip4_blocks", "ip6_hi", "ip6_lo", "ip6_values", "domain_values")
 
 
 def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
