@@ -224,10 +224,6 @@ class ListingStore:
         )
         return [(code, txt, bytes.fromhex(packed)) for code, txt, packed in rows]
 
-    def count_active(self) -> int:
-        """Active listings, expired or not: cheap, from the serving index."""
-        return self.db.execute("SELECT count(*) FROM listings WHERE state = 'active'").fetchone()[0]
-
     def next_expiry(self, now: dt.datetime) -> str | None:
         """When the next active listing expires, so a server recompiles then."""
         row = self.db.execute(
