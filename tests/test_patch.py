@@ -84,3 +84,19 @@ def test_splice_keeps_runs_outside_and_merges_equal_neighbours():
     assert splice(starts, values, [(12, 16, [12], [1])], 100) == ([0, 10, 20, 30], [0, 1, 0, 2])
     assert splice(starts, values, [(10, 20, [10], [0])], 100) == ([0, 30], [0, 2])
     assert splice(starts, values, [(24, 28, [24, 26], [3, 0])], 100) == ([0, 10, 20, 24, 26, 30], [0, 1, 0, 3, 0, 2])
+
+
+def test_removing_a_prefix_inside_one_with_the_same_network_address(tmp_path):
+    """10.0.0.0/16 and 10.0.0.0/8 share their first address: both are 'around' a change."""
+    store = ListingStore(tmp_path / "rbl.db", clock=lambda: NOW)
+    for text in ("10.0.0.0/8", "10.0.0.0/16", "2001:db8::/112", "2001:db8::/114"):
+        apply(store, text, "add")
+    base = compile_snapshot(store, [CONFIG], ListingPolicy(), 1, NOW).zones[b"bl.example"]
+    mark = store.audit_mark()
+    apply(store, "10.0.0.0/16", "exclude")
+    apply(store, "2001:db8::/114", "remove")
+    patched = patch_zone(base, ListingPolicy(), store, Changes.of(store.changes_since(mark)[1]), NOW)
+    assert patched.find(b"1.0.0.10") == 0  # the /16 is now an exclusion
+    assert patched.answers[patched.find(b"1.0.1.10")].codes == ("127.0.0.2",)  # the /8 around it
+    assert patched.find(reverse_name("2001:db8::1").encode()) > 0  # the /112 answers for the removed /114
+    store.close()

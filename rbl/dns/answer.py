@@ -29,13 +29,18 @@ class Responder:
         # One assignment, so a query never sees a new snapshot with old templates.
         self._current = (snapshot, build_wires(snapshot))
 
-    def respond(self, data: bytes, udp: bool = True) -> bytes | None:
-        """The reply to one DNS message, or None to stay silent."""
+    @property
+    def needs_client(self) -> bool:
+        """Whether any zone's answers depend on who asks (access rules)."""
+        return any(zone.config.access for zone in self._current[0].zones.values())
+
+    def respond(self, data: bytes, udp: bool = True, client: str | None = None) -> bytes | None:
+        """The reply to one DNS message from client (an address), or None to stay silent."""
         snapshot, wires = self._current
         try:
             reply = fast_answer(data, snapshot, wires, udp)
             if reply is None:
-                reply = general_answer(data, snapshot, udp)
+                reply = general_answer(data, snapshot, udp, client)
             return reply
         except Exception:  # a packet must never take the server down
             log.exception("unexpected error answering a %d-byte packet", len(data))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import socket
+import sys
 from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_size_t, c_uint, c_uint32, c_void_p
 
@@ -56,6 +58,7 @@ class BatchSocket:
         self._buffers = (ctypes.c_char * (BUFFER * BATCH))()
         self._names = (ctypes.c_char * (_NAME * BATCH))()
         self._view = memoryview(self._buffers).cast("B")
+        self._name_view = memoryview(self._names).cast("B")
         self._in_iov = (_Iovec * BATCH)()
         self._in = (_Mmsghdr * BATCH)()
         self._out_iov = (_Iovec * BATCH)()
@@ -80,7 +83,17 @@ class BatchSocket:
             out.msg_name = names + i * _NAME
         self._names_at = names
 
-    def serve(self, respond: Callable[[bytes, bool], bytes | None]) -> bool:
+    def client(self, i: int) -> str | None:
+        """The sender of datagram i, from the sockaddr the kernel wrote."""
+        name = self._name_view[i * _NAME: (i + 1) * _NAME]
+        family = int.from_bytes(name[:2], sys.byteorder)
+        if family == socket.AF_INET:
+            return socket.inet_ntop(socket.AF_INET, name[4:8])
+        if family == socket.AF_INET6:
+            return socket.inet_ntop(socket.AF_INET6, name[8:24])
+        return None
+
+    def serve(self, respond: Callable[..., bytes | None], with_client: bool = False) -> bool:
         """Answer one batch; True when the batch was full (more may be waiting)."""
         incoming = self._in
         for i in range(BATCH):
@@ -92,7 +105,8 @@ class BatchSocket:
         k = 0
         for i in range(count):
             start = i * BUFFER
-            reply = respond(bytes(view[start:start + incoming[i].msg_len]), True)
+            data = bytes(view[start:start + incoming[i].msg_len])
+            reply = respond(data, True, self.client(i)) if with_client else respond(data, True)
             if reply is None:
                 continue
             at = k * BUFFER

@@ -15,6 +15,7 @@ from rbl.dns.wire import (
     CLASS_IN, MAX_NAME, MAX_QUERY, MAX_UDP_REPLY, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
     QTYPE_SOA, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_REFUSED,
 )
+from rbl.zone.config import ACCESS_CODE
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
 
 
@@ -24,7 +25,7 @@ def _bare_reply(data: bytes, rcode: int) -> bytes:
     return data[:2] + struct.pack(">HHHHH", flags, 0, 0, 0, 0)
 
 
-def general_answer(data: bytes, snapshot: Snapshot, udp: bool) -> bytes | None:
+def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None) -> bytes | None:
     """The reply to any packet, or None when it deserves none (too short, or a response)."""
     if len(data) < 12 or data[2] & 0x80:
         return None
@@ -59,7 +60,7 @@ def general_answer(data: bytes, snapshot: Snapshot, udp: bool) -> bytes | None:
             reply.header.aa = 0
             return bytes(reply.pack())
         limit = min(max(opt.rclass, PLAIN_UDP_SIZE), MAX_UDP_REPLY)
-    _answer(reply, question, snapshot)
+    _answer(reply, question, snapshot, client)
     if opt is not None:
         reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit))
     packed = reply.pack()
@@ -81,7 +82,7 @@ def _locate(snapshot: Snapshot, qname: DNSLabel) -> tuple[ZoneSnapshot, tuple[by
     return None
 
 
-def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot) -> None:
+def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client: str | None) -> None:
     if question.qclass != CLASS_IN:
         reply.header.rcode = RCODE_REFUSED
         reply.header.aa = 0
@@ -111,6 +112,18 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot) -> None
             reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
         return
     rel = b".".join(rel_labels)
+    action = config.access_for(client)
+    if action == "refuse":
+        reply.header.rcode = RCODE_REFUSED
+        return
+    if action == "error" and qtype in (QTYPE_A, QTYPE_TXT, QTYPE_ANY):
+        # DESIGN section 3: the querier is not allowed; never mistaken for a listing.
+        if qtype in (QTYPE_A, QTYPE_ANY):
+            reply.add_answer(RR(qname, QTYPE_A, ttl=config.negative_ttl, rdata=A(ACCESS_CODE)))
+        if qtype in (QTYPE_TXT, QTYPE_ANY):
+            text = f"queries from {client} are not allowed by {config.origin}".encode("ascii", "replace")
+            reply.add_answer(RR(qname, QTYPE_TXT, ttl=config.negative_ttl, rdata=TXT([text])))
+        return
     host = rel.decode("ascii", "replace") + "." + config.origin
     if host in config.glue and not any(b"." in label for label in rel_labels):
         for rr in _glue(config, host, qtype, qname):

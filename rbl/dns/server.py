@@ -38,9 +38,9 @@ class UdpServer:
         self.loop.add_reader(sock.fileno(), self._readable if self.batch is None else self._readable_batched)
 
     def _readable_batched(self) -> None:
-        respond = self.responder.respond
+        respond, with_client = self.responder.respond, self.responder.needs_client
         for _ in range(self.BURST // batch.BATCH):
-            if not self.batch.serve(respond):
+            if not self.batch.serve(respond, with_client):
                 return
 
     def _readable(self) -> None:
@@ -52,7 +52,7 @@ class UdpServer:
                 return
             except OSError:  # ICMP errors surface here: the client went away
                 continue
-            reply = respond(data, True)
+            reply = respond(data, True, addr[0])
             if reply is not None:
                 try:
                     sendto(reply, addr)
@@ -78,6 +78,7 @@ class TcpHandler:
             writer.close()
             return
         self.open += 1
+        client = (writer.get_extra_info("peername") or ("",))[0]
         try:
             while True:
                 try:
@@ -86,7 +87,7 @@ class TcpHandler:
                     data = await asyncio.wait_for(reader.readexactly(length), self.idle)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     break
-                reply = self.responder.respond(data, False)
+                reply = self.responder.respond(data, False, client)
                 if reply is None:
                     continue
                 writer.write(struct.pack(">H", len(reply)) + reply)

@@ -136,6 +136,8 @@ def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], u
     for wire in wires.values():
         match = wire.ip4_question.match(data, 12)
         if match is not None:
+            if wire.zone.config.access:
+                return None  # who asks matters here: the general path knows the client
             # The common case, one regex: reversed octets under this zone, A/TXT/ANY, class IN.
             rel = match[1].translate(_LENGTHS_TO_DOTS)[1:]
             d, c, b, a = rel.split(b".")
@@ -181,7 +183,7 @@ def _question(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire]) -> 
         return None
     zone, rel = found
     wire = wires[zone.origin]
-    if rel in wire.special:
+    if rel in wire.special or zone.config.access:
         return None
     return wire, rel, qtype, qend
 

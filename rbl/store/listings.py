@@ -190,10 +190,15 @@ class ListingStore:
             head + [net.to_bytes(width, "big"), (net | ((1 << (bits - plen)) - 1)).to_bytes(width, "big"), plen],
         ).fetchall()
         # Around it: the network address of each shorter prefix, one index probe each.
-        around = {(net >> (bits - p) << (bits - p)).to_bytes(width, "big"): p for p in range(plen)}
+        # Several prefix lengths share a network address (10.0.0.0/8 and /16).
+        around: dict[bytes, set[int]] = {}
+        for p in range(plen):
+            around.setdefault((net >> (bits - p) << (bits - p)).to_bytes(width, "big"), set()).add(p)
+        if not around:
+            return inside
         marks = ",".join("?" * len(around))
-        rows = self.db.execute(served + f"AND net IN ({marks}) AND plen < ?", head + [*around, plen]).fetchall() if around else []
-        return inside + [row for row in rows if around.get(row[1]) == row[2]]
+        rows = self.db.execute(served + f"AND net IN ({marks}) AND plen < ?", head + [*around, plen]).fetchall()
+        return inside + [row for row in rows if row[2] in around[row[1]]]
 
     def audit_mark(self) -> int:
         """The newest audit row's id: changes after it are newer than what was read next."""

@@ -19,6 +19,9 @@ Example::
           addresses: [127.0.0.1, "::1"]   # glue, served as A/AAAA
     txt: "Listed by bl.example, see https://bl.example/lookup?q=$"
     malformed_answer: false    # true: malformed names answer 127.255.255.252
+    access:                    # first matching rule wins; no match: allow
+      - networks: [192.0.2.0/24]
+        action: error          # allow, refuse (REFUSED) or error (127.255.255.254)
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ _NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-
 MAX_TTL = 2**31 - 1
 
 MALFORMED_CODE = "127.255.255.252"
+ACCESS_CODE = "127.255.255.254"
+ACCESS_ACTIONS = ("allow", "refuse", "error")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,21 @@ class ZoneConfig:
     ns_ttl: int = 86400
     txt: str = "Listed, see https://$"
     malformed_answer: bool = False
+    access: tuple[tuple[str, str], ...] = ()  # (network, action), in the operator's order
+
+    def access_for(self, client: str | None) -> str:
+        """The action for a client address: the first rule whose network holds it."""
+        if not self.access or client is None:
+            return "allow"
+        try:
+            address = ipaddress.ip_address(client.split("%")[0])
+        except ValueError:
+            return "allow"
+        for network, action in self.access:
+            net = ipaddress.ip_network(network)
+            if address.version == net.version and address in net:
+                return action
+        return "allow"
 
 
 def _ttl(node: yamlfile.Located, key: str, default: int) -> int:
@@ -86,7 +106,7 @@ def load_zone(path: str | Path) -> ZoneConfig:
     data = yamlfile.load(path)
     node = yamlfile.check_keys(
         data,
-        {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer"},
+        {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer", "access"},
         {"origin", "soa", "ns"},
         "zone",
         name,
@@ -141,6 +161,7 @@ def load_zone(path: str | Path) -> ZoneConfig:
     malformed = node.get("malformed_answer", False)
     if not isinstance(malformed, bool):
         raise node.error("malformed_answer must be true or false", "malformed_answer")
+    access = _access(node)
     return ZoneConfig(
         origin=origin,
         path=name,
@@ -152,7 +173,30 @@ def load_zone(path: str | Path) -> ZoneConfig:
         ns_ttl=_ttl(ns_node, "ttl", 86400),
         txt=txt,
         malformed_answer=malformed,
+        access=access,
     )
+
+
+def _access(node: yamlfile.Located) -> tuple[tuple[str, str], ...]:
+    rules = node.get("access", [])
+    if not isinstance(rules, list):
+        raise node.error("access must be a list of rules", "access")
+    out: list[tuple[str, str]] = []
+    for rule in rules:
+        line = getattr(rule, "line", node.where("access"))
+        rule = yamlfile.check_keys(rule, {"networks", "action"}, {"networks", "action"}, "access rule",
+                                   node.path, line)
+        if rule["action"] not in ACCESS_ACTIONS:
+            raise rule.error(f"unknown action {rule['action']!r} (expected allow, refuse or error)", "action")
+        networks = rule["networks"]
+        if not isinstance(networks, list) or not networks:
+            raise rule.error("networks must be a non-empty list of CIDRs", "networks")
+        for network in networks:
+            try:
+                out.append((str(ipaddress.ip_network(str(network))), rule["action"]))
+            except ValueError:
+                raise rule.error(f"{network!r} is not a network such as 192.0.2.0/24", "networks") from None
+    return tuple(out)
 
 
 def load_zones(zones_dir: str | Path) -> list[ZoneConfig]:

@@ -109,6 +109,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
         config["soa"] = Soa(**config["soa"])
         config["ns"] = tuple(config["ns"])
         config["glue"] = {host: tuple(addresses) for host, addresses in config["glue"].items()}
+        config["access"] = tuple(tuple(rule) for rule in config["access"])
         answers = [None if a is None else Answer(tuple(a[0]), None if a[1] is None else tuple(a[1]))
                    for a in entry["answers"]]
         zone = ZoneSnapshot(config=ZoneConfig(**config), answers=answers, domain_keys=keys,
