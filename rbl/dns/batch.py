@@ -76,6 +76,7 @@ class BatchSocket:
             header.msg_iov = ctypes.pointer(self._in_iov[i])
             header.msg_iovlen = 1
             header.msg_name = names + i * _NAME
+            header.msg_namelen = _NAME
             self._out_iov[i].iov_base = replies + i * BUFFER
             out = self._out[i].msg_hdr
             out.msg_iov = ctypes.pointer(self._out_iov[i])
@@ -96,8 +97,6 @@ class BatchSocket:
     def serve(self, respond: Callable[..., bytes | None], with_client: bool = False) -> bool:
         """Answer one batch; True when the batch was full (more may be waiting)."""
         incoming = self._in
-        for i in range(BATCH):
-            incoming[i].msg_hdr.msg_namelen = _NAME
         count = _recvmmsg(self.fd, incoming, BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
             return count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)
@@ -116,6 +115,8 @@ class BatchSocket:
             header.msg_name = self._names_at + i * _NAME  # k < i once a datagram went unanswered
             header.msg_namelen = incoming[i].msg_hdr.msg_namelen
             k += 1
+        for i in range(count):
+            incoming[i].msg_hdr.msg_namelen = _NAME  # the kernel wrote each sender's length there
         if k:
             _sendmmsg(self.fd, out, k, 0)  # a full buffer drops the rest, as UDP may
         return count == BATCH
