@@ -237,9 +237,6 @@ class ListingStore:
         ).fetchone()
         return row[0]
 
-    def audit(self, limit: int = 100) -> list[dict]:
-        return list(self.db.query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", [limit]))
-
     # -- writes --------------------------------------------------------------
 
     def add(
