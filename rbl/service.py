@@ -42,7 +42,6 @@ class Service:
     def __init__(self, db: str, policy: str, zones: str):
         self.db_path, self.policy_dir, self.zones_dir = db, policy, zones
         self.store = ListingStore(db)
-        self.serial: int | None = None
         self.current: Snapshot | None = None
         self._policy = None
         self._audit_id = 0  # changes up to this audit row are in the current snapshot
@@ -134,14 +133,13 @@ class Service:
                 snapshot, path = await loop.run_in_executor(None, self._build_and_write, folder)
             except RblError as exc:
                 failed_on = fingerprint
-                log.error("keeping snapshot %s: %s", self.serial, exc)
+                log.error("keeping snapshot %s: %s", self.current.serial, exc)
                 continue
             except Exception:
-                log.exception("keeping snapshot %s after an unexpected error", self.serial)
+                log.exception("keeping snapshot %s after an unexpected error", self.current.serial)
                 await asyncio.sleep(1)
                 continue
             failed_on = None
-            self.serial = snapshot.serial
             workers.publish(path)
             log.info("serving snapshot %d: %d listings, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, snapshot.compile_seconds)
@@ -152,7 +150,6 @@ class Service:
         folder = Path(tempfile.mkdtemp(prefix="rbl-snapshots-"))
         try:
             snapshot, path = self._build_and_write(folder, full=True)
-            self.serial = snapshot.serial
             log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
             # Hold the port (port 0: pick it) until the workers have bound it beside us.

@@ -345,7 +345,7 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) ->
             count += len(addresses)
         points, point_values = np.concatenate(points), np.concatenate(point_values)
         # Test points win over listings: 127.0.0.1 and 127.0.0.2 keep their answers.
-        keep = (points != 0x7F000001) & (points != 0x7F000002)
+        keep = ~np.isin(points, [lo for lo, _hi, _prio, _value in points4])
         merged, merged_values = overlay_points(starts4, values4, points[keep], point_values[keep], 1 << 32)
         ip4_starts, ip4_values = array("I"), array("I")
         ip4_starts.frombytes(merged.astype(np.uint32).tobytes())
