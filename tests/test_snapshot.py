@@ -11,7 +11,7 @@ from rbl.zone.config import Soa, ZoneConfig
 from rbl.zone.intervals import flatten
 from rbl.zone.snapshot import NODATA, NXDOMAIN, compile_zone
 
-CONFIG = ZoneConfig(origin="bl.example", path="test", soa=Soa("ns1.bl.example", "hostmaster.bl.example"),
+CONFIG = ZoneConfig(origin="bl.example", path="test", serves="verbatim", soa=Soa("ns1.bl.example", "hostmaster.bl.example"),
                     ns=("ns1.bl.example",), glue={"ns1.bl.example": ("127.0.0.1",)}, txt="T $")
 TEST_POINTS = {0x7F000002: "127.0.0.2", 0x7F000001: None}
 

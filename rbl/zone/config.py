@@ -22,10 +22,19 @@ Example::
     access:                    # first matching rule wins; no match: allow
       - networks: [192.0.2.0/24]
         action: error          # allow, refuse (REFUSED) or error (127.255.255.254)
+    serves: listings           # listings: decided by policy (DESIGN section 4);
+                               # verbatim: listings as stored, as rbldnsd would
+    subzones:                  # served under the zone's SOA and NS, e.g. cloud.bl.example
+      - name: cloud
+        serves: cloud          # the cloud information zone: which vendor's space, which kind
+      - name: dkim
+        serves: listings       # DKIM signing domains: rbl listing add --zone dkim.bl.example
+        codes: {block: 127.0.2.2, throttle: 127.0.2.4}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -40,6 +49,9 @@ MAX_TTL = 2**31 - 1
 MALFORMED_CODE = "127.255.255.252"
 ACCESS_CODE = "127.255.255.254"
 ACCESS_ACTIONS = ("allow", "refuse", "error")
+SERVES = ("listings", "verbatim", "cloud")
+# The cloud information zone's codes (DESIGN section 3): input to scoring, never a block.
+CLOUD_CODES = {"shared": "127.0.1.1", "dedicated": "127.0.1.2", "quarantine": "127.0.1.3"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,14 @@ class ZoneConfig:
     txt: str = "Listed, see https://$"
     malformed_answer: bool = False
     access: tuple[tuple[str, str], ...] = ()  # (network, action), in the operator's order
+    serves: str = "listings"  # one of SERVES
+    codes: dict[str, str] = field(default_factory=dict)  # this zone's own codes, by name
+    apex: str = ""  # a sub-zone's parent, whose SOA and NS it is served under; "" for a zone
+
+    @property
+    def soa_owner(self) -> str:
+        """Where the SOA lives: the zone's own origin, or its parent's for a sub-zone."""
+        return self.apex or self.origin
 
     def access_for(self, client: str | None) -> str:
         """The action for a client address: the first rule whose network holds it."""
@@ -97,8 +117,8 @@ def _name(node: yamlfile.Located, key: str, value: object = None) -> str:
     return text
 
 
-def load_zone(path: str | Path) -> ZoneConfig:
-    """Read one zone file.
+def load_zone(path: str | Path) -> list[ZoneConfig]:
+    """Read one zone file: its zone, then its sub-zones.
 
     :raises ConfigError: naming the file and line of the first problem.
     """
@@ -106,7 +126,8 @@ def load_zone(path: str | Path) -> ZoneConfig:
     data = yamlfile.load(path)
     node = yamlfile.check_keys(
         data,
-        {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer", "access"},
+        {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer", "access", "serves", "codes",
+         "subzones"},
         {"origin", "soa", "ns"},
         "zone",
         name,
@@ -162,7 +183,7 @@ def load_zone(path: str | Path) -> ZoneConfig:
     if not isinstance(malformed, bool):
         raise node.error("malformed_answer must be true or false", "malformed_answer")
     access = _access(node)
-    return ZoneConfig(
+    zone = ZoneConfig(
         origin=origin,
         path=name,
         soa=soa,
@@ -174,7 +195,56 @@ def load_zone(path: str | Path) -> ZoneConfig:
         txt=txt,
         malformed_answer=malformed,
         access=access,
+        serves=_serves(node, ("listings", "verbatim")),
+        codes=_codes(node),
     )
+    return [zone, *_subzones(node, zone)]
+
+
+def _serves(node: yamlfile.Located, allowed: tuple[str, ...]) -> str:
+    serves = node.get("serves", "listings")
+    if serves not in allowed:
+        raise node.error(f"serves: unknown {serves!r} (expected {', '.join(allowed)})", "serves")
+    return serves
+
+
+def _codes(node: yamlfile.Located) -> dict[str, str]:
+    from rbl.policy.listing import DEFAULT_CODES, check_code
+
+    if "codes" not in node:
+        return {}
+    allowed = set(CLOUD_CODES) if node.get("serves") == "cloud" else set(DEFAULT_CODES)
+    codes = yamlfile.check_keys(node["codes"], allowed, set(), "codes", node.path, node.where("codes"))
+    return {key: check_code(codes, key, value) for key, value in codes.items()}
+
+
+def _subzones(node: yamlfile.Located, parent: ZoneConfig) -> list[ZoneConfig]:
+    items = node.get("subzones", [])
+    if not isinstance(items, list):
+        raise node.error("subzones must be a list", "subzones")
+    out: list[ZoneConfig] = []
+    for item in items:
+        line = getattr(item, "line", node.where("subzones"))
+        sub = yamlfile.check_keys(item, {"name", "serves", "ttl", "txt", "codes"}, {"name", "serves"},
+                                  "sub-zone", node.path, line)
+        label = _name(sub, "name")
+        origin = f"{label}.{parent.origin}"
+        if any(z.origin == origin for z in out):
+            raise sub.error(f"sub-zone {label} is named twice", "name")
+        serves = _serves(sub, SERVES)
+        txt = sub.get("txt", _default_txt(serves, parent))
+        if not isinstance(txt, str) or not txt.isascii():
+            raise sub.error("txt must be a text of ASCII characters", "txt")
+        out.append(dataclasses.replace(
+            parent, origin=origin, ttl=_ttl(sub, "ttl", parent.ttl), txt=txt, serves=serves,
+            codes=_codes(sub), apex=parent.origin, glue={},
+        ))
+    return out
+
+
+def _default_txt(serves: str, parent: ZoneConfig) -> str:
+    # The cloud zone's TXT describes the range; "$" there is the address asked about.
+    return "" if serves == "cloud" else parent.txt
 
 
 def _access(node: yamlfile.Located) -> tuple[tuple[str, str], ...]:
@@ -209,10 +279,11 @@ def load_zones(zones_dir: str | Path) -> list[ZoneConfig]:
         raise ConfigError("no such zones folder", str(folder))
     zones: dict[str, ZoneConfig] = {}
     for path in sorted(folder.glob("*.yaml")):
-        zone = load_zone(path)
-        if zone.origin in zones:
-            raise ConfigError(f"origin {zone.origin} is already served by {zones[zone.origin].path}", str(path), 1)
-        zones[zone.origin] = zone
+        for zone in load_zone(path):
+            if zone.origin in zones:
+                raise ConfigError(f"origin {zone.origin} is already served by {zones[zone.origin].path}",
+                                  str(path), 1)
+            zones[zone.origin] = zone
     if not zones:
         raise ConfigError("no zone files (*.yaml) in the zones folder", str(folder))
     return sorted(zones.values(), key=lambda z: z.origin)

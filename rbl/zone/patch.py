@@ -17,9 +17,13 @@ from bisect import bisect_left, bisect_right
 
 from rbl.addresses import DOMAIN, IP4, IP6, parse_subject
 from rbl.errors import SubjectError
+from rbl.policy.classify import Classification
+from rbl.policy.decide import Window, decide_window
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.intervals import flatten
-from rbl.zone.snapshot import AnswerTable, ZoneSnapshot, block_index, ip6_arrays, row_ranges, test_point_ranges
+from rbl.zone.snapshot import (
+    AnswerTable, ZoneSnapshot, block_index, decided_windows, ip6_arrays, row_ranges, test_point_ranges,
+)
 
 
 @dataclasses.dataclass
@@ -134,19 +138,54 @@ def splice_ip4(starts, values, patches) -> tuple[array, array]:
     return out_s, out_v
 
 
+def _decided_patches(store, zone: ZoneSnapshot, table: AnswerTable, kind: str, ranges, now: dt.datetime,
+                     policy: ListingPolicy, classification: Classification, fixed) -> list:
+    """Patches for a zone decided by policy: whole escalation prefixes, recomputed.
+
+    Escalation depends on every listed address of a prefix, so a change
+    recomputes the prefixes it lies in (or the CIDR, when wider).
+    """
+    bits = 32 if kind == IP4 else 128
+    prefix = policy.escalation.prefix(kind)
+    widened = []
+    for lo, hi, plen in ranges:
+        width = min(plen, prefix)
+        size = 1 << (bits - width)
+        widened.append((lo >> (bits - width) << (bits - width), max(hi, (lo >> (bits - width) << (bits - width)) + size),
+                        width))
+    patches = []
+    for lo, hi, plen in _outermost(widened):
+        window = Window(kind, lo, hi, fixed=fixed)
+        decided_windows(store.overlapping(zone.config.origin, kind, lo, plen, now), table, {kind: window})
+        starts, values = decide_window(window, classification, policy, table.with_code)
+        patches.append((lo, hi, [int(x) for x in starts], [int(x) for x in values]))
+    return patches
+
+
 def patch_zone(zone: ZoneSnapshot, policy: ListingPolicy, store, changes: Changes,
-               now: dt.datetime) -> ZoneSnapshot:
+               now: dt.datetime, classification: Classification | None = None) -> ZoneSnapshot:
     """A new zone snapshot: the old one with the changed ranges recomputed from the store."""
+    if zone.config.serves == "cloud":
+        return zone  # answers from policy alone: a listing changes nothing there
     table = AnswerTable(zone.config, policy, zone.answers)
     points4, points_domain = test_point_ranges(table)
+    decided = zone.config.serves == "listings"
+    classification = classification or Classification()
     fields = {}
     if changes.ip4:
-        patches = _patches(store, zone, table, IP4, changes.ip4, now, points4)
+        if decided:
+            fixed = [(lo, value) for lo, _hi, _p, value in points4]
+            patches = _decided_patches(store, zone, table, IP4, changes.ip4, now, policy, classification, fixed)
+        else:
+            patches = _patches(store, zone, table, IP4, changes.ip4, now, points4)
         fields["ip4_starts"], fields["ip4_values"] = splice_ip4(zone.ip4_starts, zone.ip4_values, patches)
         fields["ip4_blocks"] = block_index(fields["ip4_starts"])
     if changes.ip6:
         old = [(h << 64) | lo for h, lo in zip(zone.ip6_hi, zone.ip6_lo)]
-        patches = _patches(store, zone, table, IP6, changes.ip6, now, [])
+        if decided:
+            patches = _decided_patches(store, zone, table, IP6, changes.ip6, now, policy, classification, ())
+        else:
+            patches = _patches(store, zone, table, IP6, changes.ip6, now, [])
         starts, values = splice(old, zone.ip6_values.tolist(), patches, 1 << 128)
         fields["ip6_hi"], fields["ip6_lo"] = ip6_arrays(starts)
         fields["ip6_values"] = array("I", values)

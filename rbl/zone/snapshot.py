@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 from rbl.addresses import DOMAIN, IP4, IP6, EXACT, SUBDOMAINS, Subject, parse_domain, parse_relative, nibble_prefix
 from rbl.errors import RblError, SnapshotError
+from rbl.policy.classify import Classification
+from rbl.policy.decide import EXCLUSION, Window, decide_window
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.config import MALFORMED_CODE, ZoneConfig
+from rbl.zone.config import CLOUD_CODES, MALFORMED_CODE, ZoneConfig
 from rbl.zone.intervals import flatten, overlay_points
 
 # Lookup outcomes besides a positive answer index.
@@ -241,8 +243,40 @@ class AnswerTable:
         self.answers: list[Answer | None] = list(answers) if answers else [None]
         self._index = {answer: i for i, answer in enumerate(self.answers) if answer is not None}
         self._by_value: dict[tuple, int] = {}  # (code, txt, listed domain) -> index
-        self._block = policy.code("block")
+        self._codes = {**policy.codes, **config.codes}  # a zone may have codes of its own (DKIM)
+        self._block = self._codes["block"]
         self._zone_txt = template_parts(config.txt)
+        self._added: dict[tuple[int, str], int] = {}
+
+    def code(self, name: str) -> str:
+        return self._codes[name]
+
+    def _number(self, answer: Answer) -> int:
+        found = self._index.get(answer)
+        if found is None:
+            found = self._index[answer] = len(self.answers)
+            self.answers.append(answer)
+        return found
+
+    def with_code(self, index: int, name: str) -> int:
+        """The answer that adds the code called ``name`` to answer ``index`` (0: none yet)."""
+        key = (index, name)
+        found = self._added.get(key)
+        if found is None:
+            code = self._codes[name]
+            base = self.answers[index]
+            if base is None:
+                answer = Answer((code,), self._zone_txt)
+            elif code in base.codes:
+                answer = base
+            else:
+                answer = Answer(base.codes + (code,), base.txt)
+            found = self._added[key] = self._number(answer)
+        return found
+
+    def fixed(self, codes: tuple[str, ...], txt: str | None) -> int:
+        """The answer with exactly these codes and this TXT (no ``$`` in it)."""
+        return self._number(Answer(codes, (txt,) if txt is not None else None))
 
     def id(self, code: str | None, txt: str | None, listed_domain: str | None = None) -> int:
         key = (code, txt, listed_domain)
@@ -254,11 +288,7 @@ class AnswerTable:
             # rbldnsd fills a domain listing's $ with the listed name, also for subdomains.
             parts = (listed_domain.join(parts),)
         answer = Answer((_code_text(code) if code else self._block,), parts)
-        found = self._index.get(answer)
-        if found is None:
-            found = self._index[answer] = len(self.answers)
-            self.answers.append(answer)
-        self._by_value[key] = found
+        found = self._by_value[key] = self._number(answer)
         return found
 
 
@@ -317,13 +347,57 @@ def ip6_arrays(starts: list[int]) -> tuple[array, array]:
     return array("Q", [s >> 64 for s in starts]), array("Q", [s & _MASK64 for s in starts])
 
 
-def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) -> tuple[ZoneSnapshot, int]:
+def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=(),
+                 classification: Classification | None = None) -> tuple[ZoneSnapshot, int]:
     """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``.
 
     ``singles`` may carry single IPv4 listings in bulk, ``(code, txt, packed
     big-endian addresses)`` per distinct value: the bulk of a big list, merged
-    without a row each. They must not be among ``rows``.
+    without a row each. They must not be among ``rows``. What the zone answers
+    depends on what it serves: listings decided by policy and the
+    classification of address space, listings verbatim, or the cloud
+    information itself.
     """
+    if config.serves == "cloud":
+        return compile_cloud_zone(config, policy, classification or Classification()), 0
+    if config.serves == "listings":
+        return _compile_decided(config, policy, rows, singles, classification or Classification())
+    return _compile_verbatim(config, policy, rows, singles)
+
+
+def _zone_snapshot(config: ZoneConfig, table: AnswerTable, ip4: tuple, ip6: tuple, domains: tuple) -> ZoneSnapshot:
+    malformed = NXDOMAIN
+    if config.malformed_answer:
+        malformed = len(table.answers)
+        table.answers.append(Answer((MALFORMED_CODE,), template_parts("malformed query name $")))
+    ip4_starts, ip4_values = ip4
+    starts6, values6 = ip6
+    ip6_hi, ip6_lo = ip6_arrays(starts6)
+    return ZoneSnapshot(
+        config=config,
+        answers=table.answers,
+        ip4_starts=ip4_starts,
+        ip4_values=ip4_values,
+        ip4_blocks=block_index(ip4_starts),
+        ip6_hi=ip6_hi,
+        ip6_lo=ip6_lo,
+        ip6_values=array("I", values6),
+        domain_keys=domains[0],
+        domain_values=array("I", domains[1]),
+        malformed=malformed,
+    )
+
+
+def _ip4_arrays(starts, values) -> tuple[array, array]:
+    import numpy as np
+
+    out_s, out_v = array("I"), array("I")
+    out_s.frombytes(np.asarray(starts, dtype=np.int64).astype(np.uint32).tobytes())
+    out_v.frombytes(np.asarray(values, dtype=np.int64).astype(np.uint32).tobytes())
+    return out_s, out_v
+
+
+def _compile_verbatim(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) -> tuple[ZoneSnapshot, int]:
     table = AnswerTable(config, policy)
     ip4, ip6, domains, count = row_ranges(rows, table)
     points4, points_domain = test_point_ranges(table)
@@ -347,36 +421,107 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=()) ->
         # Test points win over listings: 127.0.0.1 and 127.0.0.2 keep their answers.
         keep = ~np.isin(points, [lo for lo, _hi, _prio, _value in points4])
         merged, merged_values = overlay_points(starts4, values4, points[keep], point_values[keep], 1 << 32)
-        ip4_starts, ip4_values = array("I"), array("I")
-        ip4_starts.frombytes(merged.astype(np.uint32).tobytes())
-        ip4_values.frombytes(merged_values.astype(np.uint32).tobytes())
+        ip4_starts, ip4_values = _ip4_arrays(merged, merged_values)
     starts6, values6 = flatten(ip6, 0)
     if starts6[-1] >= 1 << 128:
         starts6.pop(), values6.pop()
-    dkeys, dvalues = flatten(domains, b"")
-    malformed = NXDOMAIN
-    if config.malformed_answer:
-        malformed = len(table.answers)
-        table.answers.append(Answer((MALFORMED_CODE,), template_parts("malformed query name $")))
-    ip6_hi, ip6_lo = ip6_arrays(starts6)
-    zone = ZoneSnapshot(
-        config=config,
-        answers=table.answers,
-        ip4_starts=ip4_starts,
-        ip4_values=ip4_values,
-        ip4_blocks=block_index(ip4_starts),
-        ip6_hi=ip6_hi,
-        ip6_lo=ip6_lo,
-        ip6_values=array("I", values6),
-        domain_keys=dkeys,
-        domain_values=array("I", dvalues),
-        malformed=malformed,
-    )
+    zone = _zone_snapshot(config, table, (ip4_starts, ip4_values), (starts6, values6), flatten(domains, b""))
     return zone, count
 
 
+def decided_windows(rows, table: AnswerTable, windows: dict, domains: list | None = None) -> int:
+    """Sort store rows into the windows they fall in: ranges, single addresses, domains.
+
+    Returns how many rows there were.
+    """
+    import numpy as np
+
+    points: dict[str, tuple[list, list]] = {kind: ([], []) for kind in windows}
+    count = 0
+    for kind, net, plen, subject, exclude, code, txt in rows:
+        count += 1
+        if kind == DOMAIN:
+            if domains is not None:
+                listed = parse_domain(subject)
+                lo_key, hi_key = _domain_range(listed)
+                domains.append((lo_key, hi_key, _EXCLUSION if exclude else _LISTING,
+                                0 if exclude else table.id(code, txt, listed.domain)))
+            continue
+        window = windows.get(kind)
+        if window is None:
+            continue
+        lo = int.from_bytes(net, "big")
+        bits = 32 if kind == IP4 else 128
+        if plen == bits and not exclude:
+            points[kind][0].append(lo)
+            points[kind][1].append(table.id(code, txt))
+        else:
+            window.ranges.append((lo, lo + (1 << (bits - plen)), _EXCLUSION if exclude else _LISTING,
+                                  EXCLUSION if exclude else table.id(code, txt)))
+    for kind, (where, values) in points.items():
+        if where:
+            window = windows[kind]
+            dtype = np.int64 if kind == IP4 else object
+            where_array = np.array(where, dtype=dtype)
+            value_array = np.array(values, dtype=np.int64)
+            if window.points is not None:
+                where_array = np.concatenate([window.points, where_array])
+                value_array = np.concatenate([window.point_values, value_array])
+            window.points, window.point_values = where_array, value_array
+    return count
+
+
+def _compile_decided(config: ZoneConfig, policy: ListingPolicy, rows, singles,
+                     classification: Classification) -> tuple[ZoneSnapshot, int]:
+    import numpy as np
+
+    table = AnswerTable(config, policy)
+    points4, points_domain = test_point_ranges(table)
+    windows = {IP4: Window(IP4, 0, 1 << 32, fixed=[(lo, value) for lo, _hi, _p, value in points4]),
+               IP6: Window(IP6, 0, 1 << 128)}
+    domains: list = []
+    count = 0
+    if singles:
+        where = [np.frombuffer(packed, dtype=">u4").astype(np.int64) for _c, _t, packed in singles]
+        values = [np.full(len(w), table.id(code, txt), dtype=np.int64) for w, (code, txt, _p) in zip(where, singles)]
+        windows[IP4].points, windows[IP4].point_values = np.concatenate(where), np.concatenate(values)
+        count += len(windows[IP4].points)
+    count += decided_windows(rows, table, windows, domains)
+    starts4, values4 = decide_window(windows[IP4], classification, policy, table.with_code)
+    starts6, values6 = decide_window(windows[IP6], classification, policy, table.with_code)
+    zone = _zone_snapshot(config, table, _ip4_arrays(starts4, values4),
+                          ([int(x) for x in starts6], [int(x) for x in values6]),
+                          flatten(domains + points_domain, b""))
+    return zone, count
+
+
+def compile_cloud_zone(config: ZoneConfig, policy: ListingPolicy, classification: Classification) -> ZoneSnapshot:
+    """The cloud information zone: each range's kind as a code, and what it is as TXT."""
+    import numpy as np
+
+    table = AnswerTable(config, policy)
+    codes = {**CLOUD_CODES, **config.codes}
+    ids = np.array([0] + [table.fixed((codes[r.space],), r.describe()) if r.space in codes else 0
+                          for r in classification.ranges[1:]], dtype=np.int64)
+    test = table.fixed((codes["shared"],), "RFC 5782 test point: 127.0.0.2 is always listed")
+    starts4, values4 = _compress_runs(classification.starts[IP4], ids[classification.ids[IP4]])
+    starts4, values4 = overlay_points(starts4, values4, np.array([0x7F000001, 0x7F000002]), np.array([0, test]), 1 << 32)
+    starts6, values6 = _compress_runs(classification.starts[IP6], ids[classification.ids[IP6]])
+    domains = flatten([], b"")
+    return _zone_snapshot(config, table, _ip4_arrays(starts4, values4),
+                          ([int(x) for x in starts6], [int(x) for x in values6]), domains)
+
+
+def _compress_runs(starts, values):
+    import numpy as np
+
+    change = np.ones(len(values), dtype=bool)
+    change[1:] = values[1:] != values[:-1]
+    return starts[change], values[change]
+
+
 def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, serial: int,
-                     now: dt.datetime | None = None) -> Snapshot:
+                     now: dt.datetime | None = None, classification: Classification | None = None) -> Snapshot:
     """Build a whole snapshot from the store.
 
     :raises SnapshotError: wrapping whatever went wrong; the caller keeps its old snapshot.
@@ -388,7 +533,7 @@ def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, se
     try:
         for config in configs:
             zone, count = compile_zone(config, policy, store.serving(config.origin, now, singles=False),
-                                       store.serving_singles(config.origin, now))
+                                       store.serving_singles(config.origin, now), classification)
             zones[zone.origin] = zone
             total += count
     except RblError as exc:

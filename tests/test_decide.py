@@ -1,0 +1,168 @@
+"""Decisions compiled into the snapshot answer as the rule-by-rule slow twin says."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import ipaddress
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rbl.addresses import IP4, IP6, parse_subject
+from rbl.policy.classify import Classification, Range
+from rbl.policy.decide import decide_address
+from rbl.policy.listing import Escalation, ListingPolicy
+from rbl.store import ListingStore
+from rbl.store.listings import Entry
+from rbl.zone.patch import Changes, patch_zone
+from rbl.zone.snapshot import _code_text, compile_snapshot, compile_zone
+from test_snapshot import CONFIG
+
+DECIDED = dataclasses.replace(CONFIG, serves="listings")
+# Small prefixes and a low threshold, so random data escalates often.
+POLICY = ListingPolicy(escalation=Escalation(addresses=3, ip4_prefix=28, ip6_prefix=124))
+NOW = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
+BASE4 = 0x0A000000  # 10.0.0.0: the random data lives in 10.0.0.0/24
+BASE6 = int(ipaddress.IPv6Address("2001:db8::"))  # and in 2001:db8::/120
+
+spaces = st.sampled_from(["shared", "dedicated", "quarantine", "excluded"])
+
+
+def cidr(kind: str, min_plen: int):
+    bits, span, base = (32, 8, BASE4) if kind == IP4 else (128, 8, BASE6)
+    return st.tuples(st.integers(min_plen, bits), st.integers(0, 2**span - 1)).map(
+        lambda t: (kind, base | (t[1] >> (bits - t[0]) << (bits - t[0])) if t[0] < bits else base | t[1], t[0]))
+
+
+ranges = st.lists(st.tuples(st.one_of(cidr(IP4, 25), cidr(IP6, 121)), spaces, st.sampled_from(["aws", "gcp"])),
+                  max_size=8)
+listings = st.lists(st.tuples(st.one_of(cidr(IP4, 26), cidr(IP4, 32), cidr(IP4, 32), cidr(IP6, 122), cidr(IP6, 128)),
+                              st.sampled_from(["list", "list", "exclude", "code"])), max_size=40)
+
+
+def row(kind: str, net: int, plen: int, action: str) -> tuple:
+    width = 4 if kind == IP4 else 16
+    text = str(ipaddress.ip_network((net, plen)))
+    return (kind, net.to_bytes(width, "big"), plen, text, int(action == "exclude"),
+            "127.0.0.9" if action == "code" else None, None)
+
+
+def classification_of(items) -> Classification:
+    return Classification([Range(kind, net, plen, "" if space == "excluded" else vendor, space)
+                           for (kind, net, plen), space, vendor in items])
+
+
+def expected_codes(decision, policy=POLICY) -> tuple[str, ...]:
+    return tuple(policy.codes.get(name) or _code_text(name) for name in decision.codes)
+
+
+def unique_rows(items) -> list[tuple]:
+    rows = {}
+    for (kind, net, plen), action in items:
+        rows[(kind, net, plen)] = row(kind, net, plen, action)  # the store keeps one row per subject
+    return list(rows.values())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ranges, listings)
+def test_compiled_decisions_agree_with_the_slow_twin_everywhere(items, listed):
+    classification = classification_of(items)
+    rows = unique_rows(listed)
+    zone, count = compile_zone(DECIDED, POLICY, rows, (), classification)
+    assert count == len(rows)
+    for offset in range(256):
+        value = BASE4 + offset
+        got = zone.answers[zone.ip4(value)]
+        want = expected_codes(decide_address(IP4, value, rows, classification, POLICY))
+        assert (got.codes if got else ()) == want, (ipaddress.IPv4Address(value), got, want)
+        value6 = BASE6 + offset
+        got6 = zone.answers[zone.ip6(value6)]
+        want6 = expected_codes(decide_address(IP6, value6, rows, classification, POLICY))
+        assert (got6.codes if got6 else ()) == want6, (ipaddress.IPv6Address(value6), got6, want6)
+
+
+def test_shared_space_lists_addresses_and_never_escalates():
+    shared = Range(IP4, BASE4, 24, "aws", "shared")
+    dedicated = Range(IP4, BASE4 | 0x40, 28, "aws", "dedicated")
+    classification = Classification([shared, dedicated])
+    policy = ListingPolicy()
+    rows = [row(IP4, BASE4 | i, 32, "list") for i in range(1, 9)]  # 8 in the shared part
+    rows += [row(IP4, BASE4 | 0x40 | i, 32, "list") for i in range(1, 9)]  # 8 in the dedicated /28
+    rows.append(row(IP4, BASE4 | 0x80, 25, "list"))  # a CIDR over shared space
+    zone, _ = compile_zone(DECIDED, policy, rows, (), classification)
+
+    def codes(offset: int) -> tuple:
+        answer = zone.answers[zone.ip4(BASE4 + offset)]
+        return answer.codes if answer else ()
+
+    assert [codes(i) for i in range(1, 9)] == [("127.0.0.2",)] * 8
+    assert codes(9) == () and codes(0x81) == ()  # no block-range, the CIDR is not applied
+    assert [codes(0x40 | i) for i in range(1, 9)] == [("127.0.0.2", "127.0.0.3")] * 8
+    assert codes(0x40) == codes(0x4F) == ("127.0.0.3",)  # the whole dedicated /28...
+    assert codes(0x3F) == codes(0x50) == ()  # ...and not one address beside it
+    unclassified, _ = compile_zone(DECIDED, policy, rows, (), Classification())
+    assert unclassified.answers[unclassified.ip4(BASE4 + 9)].codes == ("127.0.0.3",)
+
+
+def test_quarantine_and_exclusions_beat_listings():
+    classification = Classification([Range(IP4, BASE4, 26, "aws", "quarantine"), Range(IP4, BASE4 | 0x40, 26, "", "excluded")])
+    rows = [row(IP4, BASE4 | 5, 32, "list"), row(IP4, BASE4 | 0x45, 32, "list"), row(IP4, BASE4, 24, "list")]
+    zone, _ = compile_zone(DECIDED, ListingPolicy(), rows, (), classification)
+    assert zone.answers[zone.ip4(BASE4 + 5)].codes == ("127.0.0.6",)
+    assert zone.answers[zone.ip4(BASE4 + 7)].codes == ("127.0.0.6",)
+    assert zone.ip4(BASE4 + 0x45) == 0 and zone.ip4(BASE4 + 0x50) == 0
+    assert zone.answers[zone.ip4(BASE4 + 0x85)].codes == ("127.0.0.2",)
+    # RFC 5782 test points whatever the policy says.
+    everything = Classification([Range(IP4, 0x7F000000, 8, "", "excluded")])
+    zone, _ = compile_zone(DECIDED, ListingPolicy(), [], (), everything)
+    assert zone.answers[zone.ip4(0x7F000002)].codes == ("127.0.0.2",) and zone.ip4(0x7F000001) == 0
+
+
+def test_bulk_singles_decide_as_rows():
+    classification = Classification([Range(IP4, BASE4 | 0x80, 25, "aws", "shared")])
+    addresses = [BASE4 | i for i in range(0, 256, 3)]
+    rows = [row(IP4, a, 32, "list") for a in addresses]
+    slow, _ = compile_zone(DECIDED, ListingPolicy(), rows, (), classification)
+    packed = b"".join(a.to_bytes(4, "big") for a in addresses)
+    fast, count = compile_zone(DECIDED, ListingPolicy(), [], [(None, None, packed)], classification)
+    assert count == len(addresses)
+    for offset in range(-300, 600):
+        a, b = slow.answers[slow.ip4(BASE4 + offset)], fast.answers[fast.ip4(BASE4 + offset)]
+        assert (a.codes if a else None) == (b.codes if b else None)
+
+
+changes = st.lists(st.tuples(st.one_of(cidr(IP4, 26), cidr(IP4, 32), cidr(IP6, 122), cidr(IP6, 128)),
+                             st.sampled_from(["list", "exclude", "remove"])), max_size=12)
+
+
+def _apply(store: ListingStore, subject: tuple, action: str) -> None:
+    kind, net, plen = subject
+    parsed = parse_subject(str(ipaddress.ip_network((net, plen))))
+    if action == "remove":
+        old = store.get("bl.example", parsed)
+        if old is not None and old.state == "active":
+            store.remove([parsed], zone="bl.example", actor="test")
+        return
+    store.add([Entry(parsed, exclude=action == "exclude")], zone="bl.example", actor="test")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ranges, changes, changes)
+def test_patched_decisions_answer_as_a_full_compile(tmp_path_factory, items, before, after):
+    classification = classification_of(items)
+    store = ListingStore(tmp_path_factory.mktemp("decide") / "rbl.db", clock=lambda: NOW)
+    for subject, action in before:
+        _apply(store, subject, action)
+    base = compile_snapshot(store, [DECIDED], POLICY, 1, NOW, classification).zones[b"bl.example"]
+    mark = store.audit_mark()
+    for subject, action in after:
+        _apply(store, subject, action)
+    patched = patch_zone(base, POLICY, store, Changes.of(store.changes_since(mark)[1]), NOW, classification)
+    full = compile_snapshot(store, [DECIDED], POLICY, 2, NOW, classification).zones[b"bl.example"]
+    for offset in range(256):
+        for zone_a, zone_b, look in ((patched, full, "ip4"), (patched, full, "ip6")):
+            value = (BASE4 if look == "ip4" else BASE6) + offset
+            a = zone_a.answers[getattr(zone_a, look)(value)]
+            b = zone_b.answers[getattr(zone_b, look)(value)]
+            assert (a.codes if a else None) == (b.codes if b else None), (look, offset)
