@@ -14,7 +14,7 @@ from rbl import __version__
 from rbl.addresses import parse_subject
 from rbl.errors import RblError, SubjectError
 from rbl.policy.listing import load_listing_policy, parse_duration
-from rbl.settings import DNS_DEFAULT, SETTINGS
+from rbl.settings import DNS_DEFAULT, HTTP_DEFAULT, SETTINGS
 from rbl.store import ListingStore
 from rbl.store.listings import Entry
 from rbl.zone.config import load_zones
@@ -100,8 +100,10 @@ def cli() -> None:
 @click.option("--dns", default=DNS_DEFAULT, show_default=True, help="Address and port for DNS (UDP and TCP); port 0 picks one.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="DNS worker processes sharing the port (SO_REUSEPORT) and one mapped snapshot.")
+@click.option("--http", "http", default=HTTP_DEFAULT, show_default=True,
+              help="Address and port for the HTTP API (GET /v1/lookup/SUBJECT); port 0 picks one; 'off': none.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every snapshot and more.")
-def serve(db: str, policy: str, zones: str, dns: str, workers: int, verbose: bool) -> None:
+def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, verbose: bool) -> None:
     """Answer DNS queries for every zone, from a snapshot kept fresh from the store.
 
     A listing added with the CLI while the server runs is answered within a
@@ -109,8 +111,9 @@ def serve(db: str, policy: str, zones: str, dns: str, workers: int, verbose: boo
 
     \b
     Example:
-        rbl serve --dns 127.0.0.1:5353 --workers 2
+        rbl serve --dns 127.0.0.1:5353 --http 127.0.0.1:8080 --workers 2
         dig @127.0.0.1 -p 5353 2.0.0.127.bl.example A
+        curl http://127.0.0.1:8080/v1/lookup/127.0.0.2
     """
     from rbl.dns.server import parse_endpoint
     from rbl.service import Service
@@ -119,11 +122,12 @@ def serve(db: str, policy: str, zones: str, dns: str, workers: int, verbose: boo
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("rbl").setLevel(logging.INFO)
     host, port = parse_endpoint(dns, 53)
+    http_endpoint = None if http == "off" else parse_endpoint(http, 80)
     service = Service(db, policy, zones)
     try:
-        asyncio.run(service.run(host, port, workers))
+        asyncio.run(service.run(host, port, workers, http_endpoint))
     except OSError as exc:
-        raise RblError(f"--dns {dns}: {exc.strerror or exc}") from None
+        raise RblError(f"--dns {dns} / --http {http}: {exc.strerror or exc}") from None
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
@@ -250,6 +254,120 @@ def listing_import(db, policy, zones, file, fmt, zone, category, reason, source,
     else:
         added, refreshed = store.add(entries, **kwargs)
     click.echo(f"{origin}: {added} added, {refreshed} refreshed from {file} ({fmt})")
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def policy() -> None:
+    """Check the policy folder: listing numbers, vendors, feeds, exclusions.
+
+    \b
+    Example:
+        rbl policy check --policy policy/
+    """
+
+
+@policy.command("check")
+@locations
+def policy_check(db, policy, zones) -> None:
+    """Load every policy and zone file; exit 2 on any error or warning.
+
+    Errors (unknown key, space kind or feed, a missing file, a vendor's ranges
+    contradicting each other) and warnings (a selector matching nothing) both
+    name file and line. On success it prints what the policy classifies.
+
+    \b
+    Example:
+        rbl policy check && rbl serve
+    """
+    from rbl.policy.vendors import load_policy
+
+    configs = load_zones(zones)
+    loaded = load_policy(policy)
+    for warning in loaded.warnings:
+        click.echo(f"rbl: warning: {warning}", err=True)
+    if loaded.warnings:
+        sys.exit(2)
+    counts: dict[str, int] = {}
+    for item in loaded.ranges:
+        counts[item.space] = counts.get(item.space, 0) + 1
+    spread = ", ".join(f"{n} {space}" for space, n in sorted(counts.items())) or "no ranges"
+    click.echo(f"{policy}: ok: {len(loaded.vendors)} vendors, {spread}; zones: "
+               + ", ".join(f"{z.origin} ({z.serves})" for z in configs))
+
+
+@cli.command()
+@locations
+@click.argument("subject")
+@click.option("--json", "as_json", is_flag=True, help="The decision and trace as JSON (as GET /v1/lookup/SUBJECT).")
+def explain(db, policy, zones, subject, as_json) -> None:
+    """Explain what every zone answers for an address or domain, and why.
+
+    The trace names the matched range (vendor, space kind, feed and line),
+    the listings, escalation and expiry. Exit code 1 when not listed.
+
+    \b
+    Example:
+        rbl explain 3.5.140.7
+        rbl explain spam.example --json
+    """
+    from rbl.policy.explain import explain as explain_subject, render
+    from rbl.policy.vendors import load_policy
+
+    try:
+        result = explain_subject(subject, ListingStore(db), load_zones(zones), load_policy(policy))
+    except SubjectError as exc:
+        raise RblError(f"SUBJECT: {exc}") from None
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+    sys.exit(0 if result["listed"] else 1)
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def feeds() -> None:
+    """Refresh the vendors' published range feeds named in the policy.
+
+    \b
+    Example:
+        rbl feeds fetch
+    """
+
+
+@feeds.command("fetch")
+@locations
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds allowed for each download.")
+def feeds_fetch(db, policy, zones, timeout) -> None:
+    """Download each feed file from its `url`; keep the last good file on any failure.
+
+    Conditional GET (ETag, Last-Modified); the new file is parsed before it
+    replaces the old one, by an atomic rename. Exit code 2 if any failed.
+
+    \b
+    Example:
+        rbl feeds fetch --policy policy/ && rbl policy check
+    """
+    from pathlib import Path
+
+    from rbl.policy.fetch import FetchTarget, fetch_all
+    from rbl.policy.vendors import load_policy
+
+    loaded = load_policy(policy)
+    targets, seen = [], set()
+    for vendor in loaded.vendors.values():
+        for rule in vendor.rules:
+            if rule.feed and rule.url:
+                path = rule.file if rule.file.is_absolute() else Path(policy) / rule.file
+                if path not in seen:
+                    seen.add(path)
+                    targets.append(FetchTarget(feed=rule.feed, path=path, url=rule.url))
+    if not targets:
+        click.echo(f"{policy}: no feed has a url to fetch")
+        return
+    failed = 0
+    for result in fetch_all(targets, timeout=timeout):
+        failed += result.status == "failed"
+        click.echo(f"{result.target.path}: {result.status}: {result.detail}", err=result.status == "failed")
+    if failed:
+        sys.exit(2)
 
 
 def _lines_progress(entries, bar):

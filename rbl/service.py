@@ -21,7 +21,7 @@ from pathlib import Path
 from rbl.dns.server import bind_pair
 from rbl.dns.worker import READY
 from rbl.errors import RblError
-from rbl.policy.listing import load_listing_policy
+from rbl.policy.vendors import Policy, load_policy, policy_files
 from rbl.store import ListingStore
 from rbl.store.listings import timestamp
 from rbl.zone.config import load_zones
@@ -43,14 +43,19 @@ class Service:
         self.db_path, self.policy_dir, self.zones_dir = db, policy, zones
         self.store = ListingStore(db)
         self.current: Snapshot | None = None
-        self._policy = None
+        self._policy: Policy | None = None
+        self._zones: list = []
+        self._broken: tuple | None = None  # the files' fingerprint while they fail to load
         self._audit_id = 0  # changes up to this audit row are in the current snapshot
         self._seen: tuple | None = None
         self._next_expiry: str | None = None
         self._built_at = 0.0
 
-    def _fingerprint(self) -> tuple:
-        files = [Path(self.policy_dir) / "listing.yaml", *sorted(Path(self.zones_dir).glob("*.yaml"))]
+    def _fingerprint(self, policy: Policy | None = None) -> tuple:
+        # The policy's files, the feed files it read, and the zone files.
+        policy = policy or self._policy
+        feeds = policy.files if policy is not None else []
+        files = [*policy_files(self.policy_dir), *feeds, *sorted(Path(self.zones_dir).glob("*.yaml"))]
         stats = []
         for path in files:
             try:
@@ -66,16 +71,50 @@ class Service:
         :raises RblError: when any part is wrong; nothing is swapped then.
         """
         seen = self._fingerprint()
-        zones = load_zones(self.zones_dir)
-        policy = load_listing_policy(self.policy_dir)
+        zones, policy, good = self._inputs(seen[1])
         now = self.store.clock()
         audit_id = self.store.audit_mark()  # read before the listings: later changes get patched
         serial = self.store.next_serial(int(time.time()))
-        snapshot = compile_snapshot(self.store, zones, policy, serial, now)
-        self._seen, self._policy, self._audit_id = seen, policy, audit_id
+        snapshot = compile_snapshot(self.store, zones, policy.listing, serial, now, policy.classification)
+        # The store's generation from before the read: a change during the compile gets patched.
+        files = self._fingerprint(policy)[1] if good else seen[1]
+        self._seen, self._zones, self._policy, self._audit_id = (seen[0], files), zones, policy, audit_id
         self._next_expiry = self.store.next_expiry(now)
         self._built_at = time.monotonic()
         return snapshot
+
+    def _inputs(self, files: tuple) -> tuple[list, Policy, bool]:
+        """Zones and policy from the files, or the last good ones while the files are broken.
+
+        Listings keep being served under the last good policy; the error is
+        logged once per broken version of the files.
+        """
+        try:
+            zones = load_zones(self.zones_dir)
+            policy = self._load_policy(files)
+        except RblError as exc:
+            if self._policy is None:
+                raise
+            if files != self._broken:
+                log.error("keeping the last good policy and zones: %s", exc)
+                self._broken = files
+            return self._zones, self._policy, False
+        self._broken = None
+        return zones, policy, True
+
+    def _load_policy(self, files: tuple) -> Policy:
+        """The policy folder, parsed again only when one of its files changed."""
+        if self._policy is not None and self._seen is not None and files == self._seen[1]:
+            return self._policy
+        policy = load_policy(self.policy_dir)
+        for warning in policy.warnings:
+            log.warning("policy: %s", warning)
+        return policy
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy the current snapshot was compiled with (the last good one)."""
+        return self._policy
 
     def update(self) -> Snapshot:
         """The next snapshot: the current one patched where listings changed, else a full build."""
@@ -89,7 +128,7 @@ class Service:
             return self.build()
         now = self.store.clock()
         changes = Changes.of(subjects)
-        zones = {origin: patch_zone(zone, self._policy, self.store, changes, now)
+        zones = {origin: patch_zone(zone, self._policy.listing, self.store, changes, now, self._policy.classification)
                  for origin, zone in current.zones.items()}
         serial = self.store.next_serial(int(time.time()))
         self._seen, self._audit_id = seen, newest
@@ -146,12 +185,21 @@ class Service:
             for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
                 old.unlink(missing_ok=True)
 
-    async def run(self, host: str, port: int, workers: int = 1) -> None:
+    async def run(self, host: str, port: int, workers: int = 1, http: tuple[str, int] | None = None) -> None:
         folder = Path(tempfile.mkdtemp(prefix="rbl-snapshots-"))
+        runner = None
         try:
             snapshot, path = self._build_and_write(folder, full=True)
             log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
+            if http is not None:
+                from rbl.http.app import make_app, start_http
+
+                # Its own connection: the HTTP routes read while the watcher compiles in a thread.
+                self.reader = ListingStore(self.db_path)
+                runner, http_port = await start_http(make_app(self), *http)
+                shown = f"[{http[0]}]" if ":" in http[0] else http[0]
+                log.info("HTTP on http://%s:%d/", shown, http_port)  # tests read the port from this line
             # Hold the port (port 0: pick it) until the workers have bound it beside us.
             udp, tcp, bound = bind_pair(host, port)
             pool = WorkerPool(host, bound, workers, path)
@@ -173,6 +221,9 @@ class Service:
                 task.cancel()
             pool.stop()
         finally:
+            if runner is not None:
+                await runner.cleanup()
+                self.reader.close()
             self.store.close()
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -92,6 +92,9 @@ class Server:
     def __init__(self, workspace: Workspace, *extra: str):
         self.workspace = workspace
         self.log: list[str] = []
+        if not any(arg.startswith("--http") for arg in extra):
+            extra = ("--http", "127.0.0.1:0", *extra)
+        self.http_port: int | None = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rbl", "serve", "--dns", "127.0.0.1:0", *extra],
             env=workspace.env, cwd=workspace.root, stderr=subprocess.PIPE, text=True,
@@ -107,6 +110,9 @@ class Server:
             if not line:
                 raise AssertionError("rbl serve exited early:\n" + "".join(self.log))
             self.log.append(line)
+            http = re.search(r"HTTP on http://\S+:(\d+)/", line)
+            if http:
+                self.http_port = int(http[1])
             match = re.search(r"DNS on \S+:(\d+)", line)
             if match:
                 return int(match[1])
@@ -135,6 +141,18 @@ class Server:
             if time.monotonic() - start > timeout:
                 raise AssertionError(f"not true within {timeout} s; server log:\n{''.join(self.log)}")
             time.sleep(0.02)
+
+    def get(self, path: str) -> tuple[int, dict]:
+        """GET a route of the real HTTP API: status and JSON body."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
 
     def stop(self) -> None:
         stop_process(self.proc)

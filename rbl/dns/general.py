@@ -95,9 +95,14 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
     zone, rel_labels, origin_size = found
     config = zone.config
     qname, qtype = question.qname, question.qtype
-    origin = DNSLabel(qname.label[-origin_size:])
+    # A sub-zone (cloud.bl.example) lives under its parent's SOA and NS.
+    apex_size = origin_size - (config.origin.count(".") - config.soa_owner.count("."))
+    origin = DNSLabel(qname.label[-apex_size:])
     if qtype in (QTYPE.AXFR, QTYPE.IXFR):
         reply.header.rcode = RCODE_REFUSED
+        return
+    if not rel_labels and config.apex:
+        reply.add_auth(_negative_soa(zone, origin, snapshot.serial))  # an empty non-terminal of the parent
         return
     if not rel_labels:
         if qtype in (QTYPE_SOA, QTYPE_ANY):

@@ -82,7 +82,8 @@ class ZoneWire:
     def __init__(self, zone: ZoneSnapshot, serial: int):
         config = zone.config
         self.zone = zone
-        self.origin_len = len(zone.origin) + 2  # wire length of the origin name
+        # Wire length of the SOA's owner: the origin, or a sub-zone's parent.
+        self.origin_len = len(config.soa_owner) + 2
         # The whole hot question in one match: 4 octet labels, the origin in any case,
         # then type A, TXT or ANY and class IN.
         self.ip4_question = re.compile(
