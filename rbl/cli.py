@@ -74,11 +74,13 @@ def _subjects(texts) -> list:
     return out
 
 
-def _expiry(text: str | None, policy: str):
+def _expiry(text: str | None, policy: str) -> dict:
+    """store.add's expiry arguments: the policy's, with repeat offenders living longer, or --expires as given."""
     if text is None:
-        return load_listing_policy(policy).default_expiry
+        rules = load_listing_policy(policy).expiry
+        return {"expires": rules.default, "repeat": rules}
     try:
-        return parse_duration(text)
+        return {"expires": parse_duration(text)}
     except ValueError as exc:
         raise RblError(f"--expires: {exc}") from None
 
@@ -164,7 +166,7 @@ def listing_add(db, policy, zones, subjects, zone, category, reason, expires, so
     store = ListingStore(db)
     added, refreshed = store.add(
         [Entry(subject, exclude=exclude) for subject in parsed], zone=origin, actor=_actor(),
-        category=category, reason=reason, source=source, expires=lifetime,
+        category=category, reason=reason, source=source, **lifetime,
     )
     click.echo(f"{origin}: {added} added, {refreshed} refreshed")
 
@@ -246,7 +248,7 @@ def listing_import(db, policy, zones, file, fmt, zone, category, reason, source,
     store = ListingStore(db)
     entries = formats.read_entries(file, fmt)
     kwargs = dict(zone=origin, actor=_actor(), category=category, reason=reason,
-                  source=source or Path(file).name, expires=lifetime, action="import")
+                  source=source or Path(file).name, action="import", **lifetime)
     if sys.stderr.isatty():
         with click.progressbar(length=formats.count_lines(file), label=f"importing {file}", file=sys.stderr) as bar:
             added, refreshed = store.add(_lines_progress(entries, bar), **kwargs)

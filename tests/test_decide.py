@@ -166,3 +166,30 @@ def test_patched_decisions_answer_as_a_full_compile(tmp_path_factory, items, bef
             a = zone_a.answers[getattr(zone_a, look)(value)]
             b = zone_b.answers[getattr(zone_b, look)(value)]
             assert (a.codes if a else None) == (b.codes if b else None), (look, offset)
+
+
+def test_a_subject_relisted_soon_lives_twice_as_long_capped(tmp_path):
+    from rbl.policy.listing import Expiry
+
+    clock = [NOW]
+    store = ListingStore(tmp_path / "rbl.db", clock=lambda: clock[0])
+    rules = Expiry()  # 7 days, doubled when relisted within 30 days, at most 90 days
+    subject = parse_subject("192.0.2.7")
+
+    def add() -> dt.timedelta:
+        store.add([Entry(subject)], zone="bl.example", actor="test", expires=rules.default, repeat=rules)
+        row = store.get("bl.example", subject)
+        return dt.datetime.strptime(row.expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) - clock[0]
+
+    lifetimes = []
+    for _ in range(6):
+        lifetimes.append(add())
+        clock[0] += lifetimes[-1] + dt.timedelta(days=1)  # it expires; a day later it is back
+    assert [d.days for d in lifetimes] == [7, 14, 28, 56, 90, 90]
+    clock[0] += dt.timedelta(days=31)  # quiet for longer than the window: back to the default
+    assert add().days == 7
+    clock[0] += dt.timedelta(days=1)
+    assert add().days == 7  # a hit while listed keeps, never shortens, its lifetime
+    store.remove([subject], zone="bl.example", actor="test")
+    clock[0] += dt.timedelta(days=2)
+    assert add().days == 14  # removed and relisted within the window counts as relisted

@@ -14,6 +14,7 @@ import sqlite_utils
 
 from rbl.addresses import DOMAIN, Subject, parse_subject
 from rbl.errors import StoreError
+from rbl.policy.listing import Expiry
 from rbl.store.schema import migrate
 
 Clock = Callable[[], dt.datetime]
@@ -25,7 +26,7 @@ _SINGLE_IP4 = "kind = 'ip4' AND plen = 32 AND exclude = 0"
 
 _COLUMNS = (
     "zone subject kind net plen exclude code txt category reason source "
-    "first_seen last_seen hits expires_at state"
+    "first_seen last_seen hits expires_at state lifetime"
 ).split()
 
 
@@ -58,11 +59,12 @@ class Listing:
     hits: int
     expires_at: str | None
     state: str
+    lifetime: int | None = None  # seconds it was given to live; None: never expires
     id: int | None = field(default=None)
 
     def as_dict(self) -> dict:
         """The row as JSON-ready data, without empty fields and the binary key."""
-        out = {name: getattr(self, name) for name in _COLUMNS if name not in ("net", "plen")}
+        out = {name: getattr(self, name) for name in _COLUMNS if name not in ("net", "plen", "lifetime")}
         return {k: v for k, v in out.items() if v is not None and not (k == "exclude" and v == 0)}
 
 
@@ -250,24 +252,26 @@ class ListingStore:
         source: str | None = None,
         expires: dt.timedelta | None = None,
         action: str = "add",
+        repeat: Expiry | None = None,
     ) -> tuple[int, int]:
         """Add or refresh listings in one transaction; return (added, refreshed).
 
-        A subject already listed keeps its first_seen and gains a hit. Nothing is
-        written if any entry fails.
+        A subject already listed keeps its first_seen, gains a hit and keeps the
+        longer of its lifetime and ``expires``. With ``repeat`` (the policy's
+        expiry rules), a subject relisted soon after its last listing ended lives
+        a multiple of that listing's lifetime. Nothing is written if any entry fails.
         """
         now = self.clock()
-        stamp = timestamp(now)
-        expires_at = timestamp(now + expires) if expires is not None else None
         added = refreshed = 0
         with self.transaction() as conn:
             # Batches of 500: one SELECT finds the rows they refresh (SQLite's variable limit).
             for batch in _batched(entries, 500):
-                a, r = self._upsert(conn, batch, zone, actor, action, stamp, expires_at, category, reason, source)
+                a, r = self._upsert(conn, batch, zone, actor, action, now, expires, repeat, category, reason, source)
                 added, refreshed = added + a, refreshed + r
         return added, refreshed
 
-    def _upsert(self, conn, batch, zone, actor, action, stamp, expires_at, category, reason, source):
+    def _upsert(self, conn, batch, zone, actor, action, now, expires, repeat, category, reason, source):
+        stamp = timestamp(now)
         # Later lines win over earlier ones for the same subject, as a file read top down.
         by_subject: dict[str, Entry] = {}
         for entry in batch:
@@ -282,6 +286,7 @@ class ListingStore:
         for text, entry in by_subject.items():
             subject = entry.subject
             old = existing.get(text)
+            lifetime = _lifetime(old, now, stamp, expires, repeat)
             new = Listing(
                 zone=zone,
                 subject=text,
@@ -299,8 +304,9 @@ class ListingStore:
                 # A list that counts for us (ipsum) says how many; otherwise one more hit.
                 hits=entry.hits if entry.hits is not None
                 else 1 + (old.hits if old and old.state == "active" else 0),
-                expires_at=expires_at,
+                expires_at=timestamp(now + lifetime) if lifetime is not None else None,
                 state="active",
+                lifetime=int(lifetime.total_seconds()) if lifetime is not None else None,
             )
             added += old is None or old.state != "active"
             rows.append([getattr(new, c) for c in _COLUMNS])
@@ -338,6 +344,28 @@ class ListingStore:
                 )
                 count += 1
         return count
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def _lifetime(old: Listing | None, now: dt.datetime, stamp: str, requested: dt.timedelta | None,
+              repeat: Expiry | None) -> dt.timedelta | None:
+    """How long a listing made now lives (None: never)."""
+    if old is None or requested is None:
+        return requested
+    previous = dt.timedelta(seconds=old.lifetime) if old.lifetime is not None else None
+    if old.state == "active" and (old.expires_at is None or old.expires_at > stamp):
+        # Still listed: a new hit never shortens what it was given.
+        if old.expires_at is None:
+            return None
+        return max(requested, previous) if previous is not None else requested
+    if repeat is None:
+        return requested
+    # Ended: expired (at its expires_at) or removed (at its last_seen).
+    ended = old.expires_at if old.state == "active" else old.last_seen
+    return repeat.lifetime(previous, parse_timestamp(ended), now, requested)
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:

@@ -76,10 +76,16 @@ def _patch_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX listings_expiry ON listings (expires_at) WHERE state = 'active'")
 
 
+def _lifetime(db: sqlite_utils.Database) -> None:
+    # The lifetime a listing was given, so a relisted subject can get a multiple of it.
+    db.execute("ALTER TABLE listings ADD COLUMN lifetime INTEGER")  # seconds; NULL: never expires
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
     ("0003_patch_indexes", _patch_indexes),
+    ("0004_listing_lifetime", _lifetime),
 ]
 
 
