@@ -207,7 +207,7 @@ class Rbl(Peer):
         started = time.perf_counter()
         # The primary (store, compiler) on core 1 with dnsperf; the one DNS worker inherits
         # core 0 below, so the worker alone is measured against rbldnsd alone.
-        self.proc = subprocess.Popen([sys.executable, "-m", "rbl", "serve", "--workers", "1", "--dns",
+        self.proc = subprocess.Popen([sys.executable, "-m", "rbl", "serve", "--workers", "1", "--http", "off", "--dns",
                                       f"127.0.0.1:{self.port}"], env=self.env, stderr=subprocess.DEVNULL)
         wait_udp(self.port)
         self.start_seconds = time.perf_counter() - started

@@ -92,7 +92,11 @@ class Service:
         try:
             zones = load_zones(self.zones_dir)
             policy = self._load_policy(files)
-        except RblError as exc:
+            if policy.warnings and self._policy is not None and policy is not self._policy:
+                # A selector that matches nothing would turn a shared pool into escalating
+                # space: a running server refuses a policy with warnings.
+                raise RblError(f"{len(policy.warnings)} warning(s), first: {policy.warnings[0]}")
+        except Exception as exc:  # RblError, or a file shaped so oddly a check missed it
             if self._policy is None:
                 raise
             if files != self._broken:

@@ -91,14 +91,7 @@ class ZoneWire:
             re.S,
         )
         ttl = struct.pack(">I", config.ttl)
-        self.a_rrs: list[bytes] = [b""]
-        self.a_counts: list[int] = [0]
-        for answer in zone.answers[1:]:
-            self.a_rrs.append(b"".join(
-                _PTR_QNAME + b"\x00\x01\x00\x01" + ttl + b"\x00\x04" + socket.inet_aton(code)
-                for code in answer.codes
-            ))
-            self.a_counts.append(len(answer.codes))
+        self.a_rrs, self.a_counts = _a_records(zone, config.ttl)
         self.txt_head = _PTR_QNAME + b"\x00\x10\x00\x01" + ttl
         soa = config.soa
         rdata = (name_wire(soa.mname) + name_wire(soa.rname)
@@ -121,6 +114,30 @@ class ZoneWire:
         text = parts[0] if len(parts) == 1 else self.zone.subject_text(rel).join(parts)
         rdata = txt_rdata(text.encode("ascii", "replace"))
         return self.txt_head + struct.pack(">H", len(rdata)) + rdata
+
+
+_A_RECORDS: dict[tuple[str, int], tuple[list[bytes], list[int]]] = {}
+
+
+def _a_records(zone: ZoneSnapshot, ttl_seconds: int) -> tuple[list[bytes], list[int]]:
+    """Each answer's A records as bytes, reused while the answer table is unchanged."""
+    key = (zone.answers_digest, ttl_seconds)
+    if zone.answers_digest and key in _A_RECORDS:
+        return _A_RECORDS[key]
+    ttl = struct.pack(">I", ttl_seconds)
+    rrs: list[bytes] = [b""]
+    counts: list[int] = [0]
+    for answer in zone.answers[1:]:
+        rrs.append(b"".join(
+            _PTR_QNAME + b"\x00\x01\x00\x01" + ttl + b"\x00\x04" + socket.inet_aton(code)
+            for code in answer.codes
+        ))
+        counts.append(len(answer.codes))
+    if zone.answers_digest:
+        _A_RECORDS[key] = (rrs, counts)
+        while len(_A_RECORDS) > 8:
+            del _A_RECORDS[next(iter(_A_RECORDS))]
+    return rrs, counts
 
 
 def build_wires(snapshot: Snapshot) -> dict[bytes, ZoneWire]:

@@ -148,6 +148,8 @@ def _duration(node: yamlfile.Located, key: str, default, allow_never: bool = Fal
         raise node.error(f"{key}: {exc}", key) from None
     if value is None and not allow_never:
         raise node.error(f"{key}: 'never' is not allowed here", key)
+    if value is not None and not value:
+        raise node.error(f"{key}: must be longer than 0", key)
     return value
 
 
@@ -182,6 +184,13 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
         node = yamlfile.check_keys(data["codes"], set(DEFAULT_CODES), set(), "codes", name, data.where("codes"))
         for key, value in node.items():
             codes[key] = check_code(node, key, value)
+        seen: dict[str, str] = {}
+        for key, value in codes.items():
+            if value in seen:
+                line_key = key if key in node else seen[value]
+                raise node.error(f"code {key}: {value} is already the code of {seen[value]}; "
+                                 "receivers could not tell them apart", line_key)
+            seen[value] = key
     expiry = Expiry()
     if "expiry" in data:
         node = yamlfile.check_keys(data["expiry"], {"default", "repeat_window", "repeat_multiplier", "max", "remediated"},

@@ -57,6 +57,8 @@ class RangeRule:
     select: tuple[tuple[str, tuple[str, ...]], ...] = ()
     cidrs: tuple[tuple[str, int, int], ...] = ()
     label: str | None = None
+    file_line: int = 0
+    select_line: int = 0
 
     @property
     def source(self) -> str:
@@ -111,6 +113,8 @@ def load_policy(folder: str | Path) -> Policy:
     files = [p for p in policy_files(folder) if p.exists()]
     ranges = _exclusions(folder / "exclusions.yaml")
     vendors: dict[str, Vendor] = {}
+    for path in sorted((folder / "vendors").glob("*.yml")):
+        warnings.append(ConfigError("ignored: vendor files are named <vendor>.yaml", str(path), 1))
     for path in sorted((folder / "vendors").glob("*.yaml")):
         vendor = _vendor(path)
         vendors[vendor.name] = vendor
@@ -193,7 +197,7 @@ def _rule(vendor: str, item, path: str, line: int) -> RangeRule:
     item = yamlfile.check_keys(item, {"feed", "file", "url", "select", "cidrs", "space", "label"}, {"space"},
                                "range", path, line)
     space = item["space"]
-    if space not in SPACES:
+    if not isinstance(space, str) or space not in SPACES:
         raise item.error(f"space: unknown kind {space!r} (expected {', '.join(SPACES)})", "space")
     label = _text(item, "label", False)
     if ("feed" in item) == ("cidrs" in item):
@@ -204,7 +208,7 @@ def _rule(vendor: str, item, path: str, line: int) -> RangeRule:
                 raise item.error(f"{key} belongs to a feed range, not to declared cidrs", key)
         return RangeRule(vendor, space, path, item.line, cidrs=_cidrs(item, "cidrs"), label=label)
     feed_name = item["feed"]
-    if feed_name not in FEEDS:
+    if not isinstance(feed_name, str) or feed_name not in FEEDS:
         raise item.error(f"feed: unknown feed {feed_name!r} (expected {', '.join(sorted(FEEDS))})", "feed")
     file_text = _text(item, "file")
     url = _text(item, "url", False)
@@ -225,7 +229,19 @@ def _rule(vendor: str, item, path: str, line: int) -> RangeRule:
                 raise selector.error(f"select {key}: a value or a list of values, not {value!r}", key)
             chosen.append((key, tuple(str(v) for v in values)))
     return RangeRule(vendor, space, path, item.line, feed=feed_name, file=Path(file_text), url=url,
-                     select=tuple(chosen), label=label)
+                     select=tuple(chosen), label=label, file_line=item.where("file"),
+                     select_line=item.where("select"))
+
+
+def _label_values(entries, name: str) -> set[str]:
+    out: set[str] = set()
+    for entry in entries:
+        value = entry.labels.get(name)
+        if isinstance(value, str):
+            out.add(value)
+        elif value:
+            out.update(value)
+    return out
 
 
 def _vendor_ranges(folder: Path, vendor: Vendor, warnings: list[ConfigError]) -> tuple[list[Range], list[Path]]:
@@ -240,7 +256,7 @@ def _vendor_ranges(folder: Path, vendor: Vendor, warnings: list[ConfigError]) ->
             path = rule.file if rule.file.is_absolute() else folder / rule.file
             if not path.exists():
                 raise ConfigError(f"file: {rule.file} does not exist (looked at {path}; `rbl feeds fetch` "
-                                  "downloads it)", rule.path, rule.line)
+                                  "downloads it)", rule.path, rule.file_line)
             files.append(path)
             key = (rule.feed, path)
             if key not in cache:
@@ -249,7 +265,16 @@ def _vendor_ranges(folder: Path, vendor: Vendor, warnings: list[ConfigError]) ->
             if not chosen:
                 warnings.append(ConfigError(
                     f"select matches nothing in {rule.file} ({len(cache[key])} entries): this range classifies "
-                    "no address", rule.path, rule.line))
+                    "no address", rule.path, rule.select_line))
+            else:
+                for name, values in rule.select:
+                    # A misspelt value among several still matches something: name it.
+                    seen = _label_values(cache[key], name)
+                    for value in values:
+                        if value not in seen:
+                            warnings.append(ConfigError(
+                                f"select {name}: {value!r} matches nothing in {rule.file}", rule.path,
+                                rule.select_line))
             entries = [(e.kind, e.net, e.plen, tuple((k, v if isinstance(v, str) else ",".join(v))
                                                       for k, v in e.labels.items() if v))
                        for e in chosen]

@@ -102,6 +102,7 @@ class ZoneSnapshot:
     domain_keys: list[bytes]
     domain_values: array
     malformed: int = NXDOMAIN  # what a malformed address-shaped name answers
+    answers_digest: str = ""  # set when read from a file: names the answer table's content
     origin: bytes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -501,8 +502,13 @@ def compile_cloud_zone(config: ZoneConfig, policy: ListingPolicy, classification
 
     table = AnswerTable(config, policy)
     codes = {**CLOUD_CODES, **config.codes}
-    ids = np.array([0] + [table.fixed((codes[r.space],), r.describe()) if r.space in codes else 0
-                          for r in classification.ranges[1:]], dtype=np.int64)
+    # One answer per range that says something (excluded space says nothing), numbered in order.
+    described = classification.described(codes)
+    ids = np.zeros(len(described), dtype=np.int64)
+    for index, item in enumerate(described):
+        if item is not None:
+            ids[index] = len(table.answers)
+            table.answers.append(Answer((item[0],), (item[1],)))
     test = table.fixed((codes["shared"],), "RFC 5782 test point: 127.0.0.2 is always listed")
     starts4, values4 = _compress_runs(classification.starts[IP4], ids[classification.ids[IP4]])
     starts4, values4 = overlay_points(starts4, values4, np.array([0x7F000001, 0x7F000002]), np.array([0, test]), 1 << 32)

@@ -2,13 +2,15 @@
 
 The big arrays are stored raw and memory-mapped, so N workers share one copy
 in the page cache instead of holding N. Layout: 8-byte magic, 8-byte header
-length, a JSON header (zones, answers, where each array lies), then the arrays,
+length, a JSON header (zones, where each array lies), then the arrays and each
+zone's answers (JSON, named by digest so an unchanged table is reused),
 each 8-byte aligned, in native byte order (the file never leaves the machine).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import mmap
 import os
@@ -21,7 +23,7 @@ from rbl.errors import SnapshotError
 from rbl.zone.config import Soa, ZoneConfig
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
 
-MAGIC = b"RBLSNAP1"
+MAGIC = b"RBLSNAP2"
 _ARRAYS = ("ip4_starts", "ip4_values", "ip4_blocks", "ip6_hi", "ip6_lo", "ip6_values", "domain_values")
 
 
@@ -50,10 +52,11 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
             ends.append(total)
         placed["domain_key_ends"] = place(ends.tobytes())
         config = dataclasses.asdict(zone.config)
+        answers, digest = _answers_blob(zone.answers)
+        placed["answers"] = place(answers)
         zones.append({
             "config": config,
-            "answers": [None if a is None else [list(a.codes), None if a.txt is None else list(a.txt)]
-                        for a in zone.answers],
+            "answers_digest": digest,
             "malformed": zone.malformed,
             "arrays": placed,
             "typecodes": {name: getattr(zone, name).typecode for name in _ARRAYS},
@@ -69,6 +72,40 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
         for blob in blobs:
             f.write(blob)
     os.replace(tmp, path)
+
+
+# Answers of recent snapshots, by identity when written and by digest when read: the
+# cloud zone has one answer per range (70,000 with every real feed) and they change
+# only with the policy, so a patch of listings neither serialises nor parses them again.
+_WRITTEN: dict[int, tuple[list, bytes, str]] = {}
+_READ: dict[str, list] = {}
+_KEEP = 8
+
+
+def _remember(cache: dict, key, value) -> None:
+    cache[key] = value
+    while len(cache) > _KEEP:
+        del cache[next(iter(cache))]
+
+
+def _answers_blob(answers: list) -> tuple[bytes, str]:
+    known = _WRITTEN.get(id(answers))
+    if known is not None and known[0] is answers:
+        return known[1], known[2]
+    blob = json.dumps([None if a is None else [list(a.codes), None if a.txt is None else list(a.txt)]
+                       for a in answers]).encode()
+    digest = hashlib.blake2b(blob, digest_size=16).hexdigest()
+    _remember(_WRITTEN, id(answers), (answers, blob, digest))
+    return blob, digest
+
+
+def _answers(blob: memoryview, digest: str) -> list:
+    known = _READ.get(digest)
+    if known is None:
+        known = [None if a is None else Answer(tuple(a[0]), None if a[1] is None else tuple(a[1]))
+                 for a in json.loads(bytes(blob))]
+        _remember(_READ, digest, known)
+    return known
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
@@ -110,10 +147,9 @@ def read_snapshot(path: str | Path) -> Snapshot:
         config["ns"] = tuple(config["ns"])
         config["glue"] = {host: tuple(addresses) for host, addresses in config["glue"].items()}
         config["access"] = tuple(tuple(rule) for rule in config["access"])
-        answers = [None if a is None else Answer(tuple(a[0]), None if a[1] is None else tuple(a[1]))
-                   for a in entry["answers"]]
+        answers = _answers(region("answers"), entry["answers_digest"])
         zone = ZoneSnapshot(config=ZoneConfig(**config), answers=answers, domain_keys=keys,
-                            malformed=entry["malformed"], **arrays)
+                            malformed=entry["malformed"], answers_digest=entry["answers_digest"], **arrays)
         zones[zone.origin] = zone
     return Snapshot(serial=header["serial"], zones=zones, built_at=header["built_at"],
                     compile_seconds=header["compile_seconds"], listings=header["listings"])
