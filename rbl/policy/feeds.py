@@ -127,19 +127,19 @@ def _describe_bad_cidr(value: str, want: str | None) -> str:
 
 # --- JSON feeds: errors with a path and a line --------------------------------
 
-Path_ = tuple[str | int, ...]
+JsonPath = tuple[str | int, ...]
 
 
 class _Bad(Exception):
     """A JSON value is wrong; ``path`` leads to it so its line can be found."""
 
-    def __init__(self, message: str, path: Path_):
+    def __init__(self, message: str, path: JsonPath):
         super().__init__(message)
         self.message = message
         self.path = path
 
 
-def _where(path: Path_) -> str:
+def _where(path: JsonPath) -> str:
     text = ""
     for step in path:
         text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else step)
@@ -154,7 +154,7 @@ def _type_name(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
-def _need(obj: Any, key: str, path: Path_, kind: type = str, required: bool = True) -> Any:
+def _need(obj: Any, key: str, path: JsonPath, kind: type = str, required: bool = True) -> Any:
     """``obj[key]`` checked to be of ``kind``; None when absent and not required."""
     if key not in obj:
         if required:
@@ -166,13 +166,13 @@ def _need(obj: Any, key: str, path: Path_, kind: type = str, required: bool = Tr
     return value
 
 
-def _object(value: Any, path: Path_) -> dict:
+def _object(value: Any, path: JsonPath) -> dict:
     if type(value) is not dict:
         raise _Bad(f"{_where(path)} must be an object, not {_type_name(value)}", path)
     return value
 
 
-def _labels(obj: dict, keys: tuple[str, ...], path: Path_, rename: Mapping[str, str] | None = None) -> dict[str, Label]:
+def _labels(obj: dict, keys: tuple[str, ...], path: JsonPath, rename: Mapping[str, str] | None = None) -> dict[str, Label]:
     """The string attributes of ``obj`` under ``keys``; absent or empty ones left out."""
     labels: dict[str, Label] = {}
     for key in keys:
@@ -182,7 +182,7 @@ def _labels(obj: dict, keys: tuple[str, ...], path: Path_, rename: Mapping[str, 
     return labels
 
 
-def _cidr_field(obj: dict, key: str, path: Path_, want: str | None) -> tuple[str, int, int]:
+def _cidr_field(obj: dict, key: str, path: JsonPath, want: str | None) -> tuple[str, int, int]:
     value = _need(obj, key, path)
     got = parse_cidr(value)
     if got is None or want is not None and got[0] != want:
@@ -190,7 +190,7 @@ def _cidr_field(obj: dict, key: str, path: Path_, want: str | None) -> tuple[str
     return got
 
 
-def _cidr_list(values: list, path: Path_, labels: dict[str, Label], out: list[FeedEntry],
+def _cidr_list(values: list, path: JsonPath, labels: dict[str, Label], out: list[FeedEntry],
                want: str | None = None) -> None:
     """Append one entry per CIDR string of a JSON array (the hot loop for Azure)."""
     for i, value in enumerate(values):
@@ -206,7 +206,7 @@ _WS = re.compile(r"[ \t\n\r]*").match
 _DECODER = json.JSONDecoder()
 
 
-def _json_line(text: str, path: Path_) -> int | None:
+def _json_line(text: str, path: JsonPath) -> int | None:
     """The line where the value at ``path`` starts in the JSON ``text`` (None if lost).
 
     Walks the raw text along the path, skipping siblings with the C decoder, so
