@@ -74,6 +74,23 @@ def _subjects(texts) -> list:
     return out
 
 
+def _code(text: str | None) -> str | None:
+    import ipaddress
+
+    from rbl.policy.listing import DEFAULT_CODES
+
+    if text is None or text in DEFAULT_CODES:
+        return text
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise RblError(f"--code: {text!r} is neither a code name ({', '.join(DEFAULT_CODES)}) "
+                       "nor an address such as 127.0.0.2") from None
+    if not address.is_loopback:
+        raise RblError(f"--code: {text} is outside 127.0.0.0/8 (RFC 5782)")
+    return str(address)
+
+
 def _expiry(text: str | None, policy: str) -> dict:
     """store.add's expiry arguments: the policy's, with repeat offenders living longer, or --expires as given."""
     if text is None:
@@ -151,7 +168,9 @@ def listing() -> None:
 @click.option("--expires", help="Lifetime after now: 30m, 6h, 7d, 2w or never (default: policy expiry).")
 @click.option("--source", help="Where the evidence comes from (a trap, a feed, a person).")
 @click.option("--exclude", is_flag=True, help="An exclusion: never listed, cuts a hole in wider listings.")
-def listing_add(db, policy, zones, subjects, zone, category, reason, expires, source, exclude) -> None:
+@click.option("--code", help="Answer with this code instead of block: a name (throttle, quarantine...) "
+              "resolved by the zone, or an address in 127.0.0.0/8.")
+def listing_add(db, policy, zones, subjects, zone, category, reason, expires, source, exclude, code) -> None:
     """List addresses, CIDRs or domains (``*.example.com``: its subdomains).
 
     All subjects are added in one transaction, or none of them.
@@ -159,13 +178,15 @@ def listing_add(db, policy, zones, subjects, zone, category, reason, expires, so
     \b
     Example:
         rbl listing add 192.0.2.10 2001:db8::/48 spam.example --category spam
+        rbl listing add bulk-mailer.example --zone dkim.bl.example --code throttle
     """
     parsed = _subjects(subjects)
     origin = _zone(zones, zone)
     lifetime = _expiry(expires, policy)
+    code = _code(code)
     store = ListingStore(db)
     added, refreshed = store.add(
-        [Entry(subject, exclude=exclude) for subject in parsed], zone=origin, actor=_actor(),
+        [Entry(subject, exclude=exclude, code=code) for subject in parsed], zone=origin, actor=_actor(),
         category=category, reason=reason, source=source, **lifetime,
     )
     click.echo(f"{origin}: {added} added, {refreshed} refreshed")

@@ -108,5 +108,11 @@ def test_the_dkim_zone_lists_signing_domains(server, workspace):
     assert server.addresses("test.dkim.bl.example") == {"127.0.2.2"}  # RFC 5782 domain test points
     assert server.query("invalid.dkim.bl.example").rcode() == dns.rcode.NXDOMAIN
     assert server.query("other.example.dkim.bl.example").rcode() == dns.rcode.NXDOMAIN
+    workspace.rbl("listing", "add", "slow-fixer.example", "--zone", "dkim.bl.example", "--code", "throttle")
+    server.wait_for(lambda: server.addresses("slow-fixer.example.dkim.bl.example") == {"127.0.2.4"}, timeout=3)
+    explained = workspace.rbl("explain", "slow-fixer.example", "--json")
+    assert '"127.0.2.4"' in explained.stdout
+    bad = workspace.rbl("listing", "add", "x.example", "--code", "8.8.8.8", check=False)
+    assert bad.returncode == 2 and "--code" in bad.stderr
     # Listed only in the DKIM zone, not in the address zone.
     assert server.query("bulk-signer.example.bl.example").rcode() == dns.rcode.NXDOMAIN

@@ -306,3 +306,40 @@ def test_replaced_file_keeps_its_permissions(srv, tmp_path):
     assert result.status == UPDATED and result.detail == "15 entries"
     assert path.stat().st_mode & 0o777 == 0o640
     assert path.read_bytes() == shared_file("feeds", "cloudflare-ips-v4.txt").read_bytes()
+
+
+def test_rbl_feeds_fetch_refreshes_the_shipped_demo_policy(srv, tmp_path):
+    """The CLI end to end: the demo's AWS excerpt replaced by the real feed, then classifying with it."""
+    import subprocess
+    import sys
+
+    from conftest import Workspace
+
+    workspace = Workspace(tmp_path)
+    aws = workspace.policy / "vendors" / "aws.yaml"
+    aws.write_text(aws.read_text().replace("https://ip-ranges.amazonaws.com/ip-ranges.json", srv.url(f"/feeds/{AWS}")))
+    broken = workspace.policy / "vendors" / "gcp.yaml"
+    broken.write_text(broken.read_text().replace("https://www.gstatic.com/ipranges/cloud.json",
+                                                 f"http://127.0.0.1:{closed_port()}/cloud.json"))
+    for vendor in ("azure", "oracle", "digitalocean", "linode"):  # no network beyond loopback
+        (workspace.policy / "vendors" / f"{vendor}.yaml").unlink()
+    gcp_before = (workspace.policy / "feeds" / "gcp-cloud.json").read_bytes()
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rbl", *args], env=workspace.env, cwd=workspace.root,
+                              capture_output=True, text=True, timeout=120)
+
+    before = run("explain", "35.180.1.1", "--json")  # EC2 eu-west-3 in the real feed
+    assert '"range": null' in before.stdout  # not in the demo excerpt
+    fetched = run("feeds", "fetch", "--timeout", "5")
+    assert fetched.returncode == 2  # the GCP feed failed
+    assert f"aws-ip-ranges.json: updated: {AWS_ENTRIES:,} entries" in fetched.stdout
+    assert "gcp-cloud.json: failed" in fetched.stderr
+    assert (workspace.policy / "feeds" / "aws-ip-ranges.json").read_bytes() == shared_file("feeds", AWS).read_bytes()
+    assert (workspace.policy / "feeds" / "gcp-cloud.json").read_bytes() == gcp_before  # the last good file kept
+    checked = run("policy", "check")
+    assert checked.returncode == 0, checked.stderr
+    after = run("explain", "35.180.1.1", "--json")
+    assert '"cidr": "35.180.0.0/16"' in after.stdout and '"space": "shared"' in after.stdout
+    again = run("feeds", "fetch", "--timeout", "5")
+    assert "aws-ip-ranges.json: unchanged" in again.stdout

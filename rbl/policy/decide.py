@@ -221,7 +221,8 @@ def decide_address(kind: str, value: int, rows, classification: Classification, 
         trace.append(f"not listed: the exclusion {innermost[3]} cuts a hole in the listings")
     elif host is not None:
         codes.append(_code_name(innermost))
-        trace.append(f"listed as {innermost[3]}: {codes[-1]}, this address only" if space == "shared"
+        trace.append(f"listed as {innermost[3]}: {codes[-1]}, this address only (the vendor's tier is neutral "
+                     "until its remediation is scored)" if space == "shared"
                      else f"listed as {innermost[3]}: {codes[-1]}")
     elif space == "shared":
         trace.append(f"{innermost[3]} is listed, but shared space is listed one address at a time: not applied here")

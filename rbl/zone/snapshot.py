@@ -288,7 +288,9 @@ class AnswerTable:
         if parts is not None and listed_domain is not None:
             # rbldnsd fills a domain listing's $ with the listed name, also for subdomains.
             parts = (listed_domain.join(parts),)
-        answer = Answer((_code_text(code) if code else self._block,), parts)
+        # A listing's code: none (block), a name this zone gives a code (throttle), or the code itself.
+        value = self._block if not code else self._codes.get(code) or _code_text(code)
+        answer = Answer((value,), parts)
         found = self._by_value[key] = self._number(answer)
         return found
 
