@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
@@ -97,3 +98,42 @@ def test_the_one_regex_ipv4_shortcut_answers_as_the_general_path(snapshot, value
         return
     assert fast is not None
     assert dns.message.from_wire(fast) == dns.message.from_wire(slow)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["192.0.2.1", "192.0.2.200", "192.0.2.129", "192.0.3.1", "127.0.0.2", "127.0.0.1", "2.0.0.1",
+                        "10.20.30.40", "255.255.255.255", "0.0.0.0"]),
+       st.sampled_from(["A", "TXT"]), st.sampled_from([None, 512, 1232, 100]), st.booleans(), st.booleans(),
+       st.booleans(), st.lists(st.booleans(), max_size=24))
+def test_the_hot_path_takes_plain_queries_and_answers_as_the_general_path(snapshot, address, qtype, edns, do, rd, cd,
+                                                                          flips):
+    name = mixed_case(f"{reverse_name(address)}.bl.example", flips)
+    kwargs = dict(use_edns=0, payload=edns, want_dnssec=do) if edns is not None else {}
+    query = dns.message.make_query(name, qtype, **kwargs)
+    query.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    data = query.to_wire()
+    hot = Responder(snapshot).wires.hot(data)
+    slow = general_answer(data, snapshot, True)
+    if all(len(octet) == 1 for octet in address.split(".")) and hot is None:
+        # "1.0.0.2" is also the nibble path to 2001::/16: unlisted, not the hot path's to decide.
+        assert not dns.message.from_wire(slow).answer
+        return
+    assert hot is not None, (name, qtype)
+    hot_msg, slow_msg = dns.message.from_wire(hot), dns.message.from_wire(slow)
+    assert hot_msg == slow_msg and hot_msg.flags == slow_msg.flags and hot_msg.rcode() == slow_msg.rcode()
+    assert hot_msg.ednsflags == slow_msg.ednsflags and hot_msg.payload == slow_msg.payload
+    if hot_msg.answer:
+        assert hot == slow  # listed: byte for byte (negative answers differ only in name compression)
+
+
+def test_the_hot_path_leaves_what_it_does_not_know(snapshot):
+    hot = Responder(snapshot).wires.hot
+    for name, qtype, kwargs in [("1.2.0.192.bl.example", "ANY", {}), ("1.2.0.192.bl.example", "AAAA", {}),
+                                ("01.2.0.192.bl.example", "A", {}), ("1.2.0.192.bl.example.org", "A", {}),
+                                ("1.2.0.192.bl.example", "A", dict(use_edns=1)),
+                                ("1.2.0.192.bl.example", "A", dict(use_edns=0, options=[dns.edns.GenericOption(10, b"12345678")]))]:
+        assert hot(dns.message.make_query(name, qtype, **kwargs).to_wire()) is None, (name, qtype, kwargs)
+    assert hot(b"\x12") is None and hot(b"") is None
+    data = bytearray(dns.message.make_query("1.2.0.192.bl.example", "A").to_wire())
+    data[2] |= 0x80  # a response, not a query
+    assert hot(bytes(data)) is None

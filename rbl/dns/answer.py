@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from rbl.dns.general import general_answer
-from rbl.dns.wire import ZoneWire, build_wires, fast_answer
+from collections.abc import Callable
+
+from rbl.dns.wire import Wires, build_wires, fast_answer_rest
 from rbl.zone.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -15,19 +17,24 @@ class Responder:
     """Holds the snapshot being served; :meth:`use` swaps in a new one atomically."""
 
     def __init__(self, snapshot: Snapshot):
-        self._current: tuple[Snapshot, dict[bytes, ZoneWire]] = (snapshot, build_wires(snapshot))
+        self._current: tuple[Snapshot, Wires, Callable | None] = self._state(snapshot)
+
+    @staticmethod
+    def _state(snapshot: Snapshot) -> tuple[Snapshot, Wires, Callable | None]:
+        wires = build_wires(snapshot)
+        return snapshot, wires, wires.hot
 
     @property
     def snapshot(self) -> Snapshot:
         return self._current[0]
 
     @property
-    def wires(self) -> dict[bytes, ZoneWire]:
+    def wires(self) -> Wires:
         return self._current[1]
 
     def use(self, snapshot: Snapshot) -> None:
         # One assignment, so a query never sees a new snapshot with old templates.
-        self._current = (snapshot, build_wires(snapshot))
+        self._current = self._state(snapshot)
 
     @property
     def needs_client(self) -> bool:
@@ -36,9 +43,13 @@ class Responder:
 
     def respond(self, data: bytes, udp: bool = True, client: str | None = None) -> bytes | None:
         """The reply to one DNS message from client (an address), or None to stay silent."""
-        snapshot, wires = self._current
+        snapshot, wires, hot = self._current
         try:
-            reply = fast_answer(data, snapshot, wires, udp)
+            if hot is not None:
+                reply = hot(data)
+                if reply is not None:
+                    return reply
+            reply = fast_answer_rest(data, snapshot, wires, udp)
             if reply is None:
                 reply = general_answer(data, snapshot, udp, client)
             return reply

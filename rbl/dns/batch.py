@@ -39,6 +39,14 @@ class _Mmsghdr(Structure):
     _fields_ = [("msg_hdr", _Msghdr), ("msg_len", c_uint)]
 
 
+# Where the fields lie, in 4- and 8-byte words of one struct mmsghdr.
+_U32 = ctypes.sizeof(_Mmsghdr) // 4
+_U64 = ctypes.sizeof(_Mmsghdr) // 8
+_LEN = _Mmsghdr.msg_len.offset // 4
+_NAMELEN = (_Mmsghdr.msg_hdr.offset + _Msghdr.msg_namelen.offset) // 4
+_LAYOUT = (ctypes.sizeof(_Mmsghdr) % 8 == 0 and _Mmsghdr.msg_len.offset % 4 == 0 and _Msghdr.msg_name.offset == 0
+           and ctypes.sizeof(_Iovec) == 16 and _Iovec.iov_len.offset == 8)  # a 64-bit Linux
+
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _recvmmsg, _sendmmsg = _libc.recvmmsg, _libc.sendmmsg
@@ -47,7 +55,7 @@ except (OSError, AttributeError):
 
 
 def available() -> bool:
-    return _recvmmsg is not None
+    return _recvmmsg is not None and _LAYOUT
 
 
 class BatchSocket:
@@ -83,6 +91,12 @@ class BatchSocket:
             out.msg_iovlen = 1
             out.msg_name = names + i * _NAME
         self._names_at = names
+        # The headers as plain integers: a ctypes attribute costs a wrapper object per access,
+        # a memoryview index does not. Offsets are checked against ctypes' own at start.
+        self._in_u32 = memoryview(self._in).cast("B").cast("I")
+        self._out_u32 = memoryview(self._out).cast("B").cast("I")
+        self._out_u64 = memoryview(self._out).cast("B").cast("Q")
+        self._out_iov_u64 = memoryview(self._out_iov).cast("B").cast("Q")
 
     def client(self, i: int) -> str | None:
         """The sender of datagram i, from the sockaddr the kernel wrote."""
@@ -96,27 +110,27 @@ class BatchSocket:
 
     def serve(self, respond: Callable[..., bytes | None], with_client: bool = False) -> bool:
         """Answer one batch; True when the batch was full (more may be waiting)."""
-        incoming = self._in
-        count = _recvmmsg(self.fd, incoming, BATCH, _MSG_DONTWAIT, None)
+        count = _recvmmsg(self.fd, self._in, BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
             return count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)
-        view, reply_view, out, out_iov = self._view, self._reply_view, self._out, self._out_iov
+        view, reply_view = self._view, self._reply_view
+        in32, out32, out64, iov64, names = self._in_u32, self._out_u32, self._out_u64, self._out_iov_u64, self._names_at
         k = 0
         for i in range(count):
             start = i * BUFFER
-            data = bytes(view[start:start + incoming[i].msg_len])
+            data = bytes(view[start:start + in32[i * _U32 + _LEN]])
             reply = respond(data, True, self.client(i)) if with_client else respond(data, True)
+            namelen = in32[i * _U32 + _NAMELEN]
+            in32[i * _U32 + _NAMELEN] = _NAME  # the kernel wrote the sender's length there
             if reply is None:
                 continue
+            size = len(reply)
             at = k * BUFFER
-            reply_view[at:at + len(reply)] = reply
-            out_iov[k].iov_len = len(reply)
-            header = out[k].msg_hdr
-            header.msg_name = self._names_at + i * _NAME  # k < i once a datagram went unanswered
-            header.msg_namelen = incoming[i].msg_hdr.msg_namelen
+            reply_view[at:at + size] = reply
+            iov64[k * 2 + 1] = size
+            out64[k * _U64] = names + i * _NAME  # k < i once a datagram went unanswered
+            out32[k * _U32 + _NAMELEN] = namelen
             k += 1
-        for i in range(count):
-            incoming[i].msg_hdr.msg_namelen = _NAME  # the kernel wrote each sender's length there
         if k:
-            _sendmmsg(self.fd, out, k, 0)  # a full buffer drops the rest, as UDP may
+            _sendmmsg(self.fd, self._out, k, 0)  # a full buffer drops the rest, as UDP may
         return count == BATCH

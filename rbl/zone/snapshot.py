@@ -220,16 +220,18 @@ class Snapshot:
 
     def zone_for(self, qname: bytes) -> tuple[ZoneSnapshot, bytes] | None:
         """The zone holding a lowercase dotted name, and the name below its origin."""
-        name = qname
-        while True:
-            zone = self.zones.get(name)
-            if zone is not None:
-                rel = qname[: len(qname) - len(name) - 1] if len(qname) > len(name) else b""
-                return zone, rel
-            dot = name.find(b".")
-            if dot < 0:
-                return None
-            name = name[dot + 1:]
+        suffixes = self.__dict__.get("_suffixes")
+        if suffixes is None:
+            # Longest origin first, so a sub-zone wins over its parent; a few endswith
+            # checks beat a dictionary probe per label of a 34-label IPv6 name.
+            suffixes = self.__dict__["_suffixes"] = sorted(
+                ((b"." + origin, zone) for origin, zone in self.zones.items()), key=lambda s: -len(s[0]))
+        for suffix, zone in suffixes:
+            if qname.endswith(suffix):
+                return zone, qname[: len(qname) - len(suffix)]
+            if qname == suffix[1:]:
+                return zone, b""
+        return None
 
 
 def _code_text(code: str) -> str:
