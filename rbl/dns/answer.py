@@ -37,6 +37,11 @@ class Responder:
         self._current = self._state(snapshot)
 
     @property
+    def hot(self) -> Callable[[bytes], bytes | None] | None:
+        """The current snapshot's hot path (see :func:`rbl.dns.wire.hot_path`)."""
+        return self._current[2]
+
+    @property
     def needs_client(self) -> bool:
         """Whether any zone's answers depend on who asks (access rules)."""
         return any(zone.config.access for zone in self._current[0].zones.values())

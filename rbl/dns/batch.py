@@ -108,8 +108,13 @@ class BatchSocket:
             return socket.inet_ntop(socket.AF_INET6, name[8:24])
         return None
 
-    def serve(self, respond: Callable[..., bytes | None], with_client: bool = False) -> bool:
-        """Answer one batch; True when the batch was full (more may be waiting)."""
+    def serve(self, respond: Callable[..., bytes | None], with_client: bool = False,
+              hot: Callable[[bytes], bytes | None] | None = None) -> bool:
+        """Answer one batch; True when it read anything (more may be waiting).
+
+        ``hot`` (the snapshot's hot path) is tried before ``respond``: one call
+        less per datagram for the queries it takes.
+        """
         count = _recvmmsg(self.fd, self._in, BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
             return count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)
@@ -119,7 +124,12 @@ class BatchSocket:
         for i in range(count):
             start = i * BUFFER
             data = bytes(view[start:start + in32[i * _U32 + _LEN]])
-            reply = respond(data, True, self.client(i)) if with_client else respond(data, True)
+            if with_client:
+                reply = respond(data, True, self.client(i))
+            else:
+                reply = hot(data) if hot is not None else None
+                if reply is None:
+                    reply = respond(data, True)
             namelen = in32[i * _U32 + _NAMELEN]
             in32[i * _U32 + _NAMELEN] = _NAME  # the kernel wrote the sender's length there
             if reply is None:
@@ -133,4 +143,4 @@ class BatchSocket:
             k += 1
         if k:
             _sendmmsg(self.fd, self._out, k, 0)  # a full buffer drops the rest, as UDP may
-        return count == BATCH
+        return True  # something came: there may be more behind it (an empty read ends the burst)

@@ -38,9 +38,10 @@ class UdpServer:
         self.loop.add_reader(sock.fileno(), self._readable if self.batch is None else self._readable_batched)
 
     def _readable_batched(self) -> None:
-        respond, with_client = self.responder.respond, self.responder.needs_client
+        responder = self.responder
+        respond, with_client, hot = responder.respond, responder.needs_client, responder.hot
         for _ in range(self.BURST // batch.BATCH):
-            if not self.batch.serve(respond, with_client):
+            if not self.batch.serve(respond, with_client, hot):
                 return
 
     def _readable(self) -> None:

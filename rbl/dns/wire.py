@@ -16,7 +16,7 @@ import struct
 from bisect import bisect_right
 from collections.abc import Callable
 
-from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
+from rbl.zone.snapshot import BLOCK_SHIFT, NXDOMAIN, Snapshot, ZoneSnapshot
 
 QTYPE_A = 1
 QTYPE_NS = 2
@@ -243,7 +243,7 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
             if (do is None) != (counts == plain):
                 return None  # an OPT the header does not count, or a count with no OPT
             value = label_value[a] << 24 | label_value[b] << 16 | label_value[c] << 8 | label_value[d]
-            block = value >> 16
+            block = value >> BLOCK_SHIFT
             result = values[bisect_right(starts, value, blocks[block], blocks[block + 1] + 1) - 1]
             key = data[2] & 1 | data[3] & 0x10
             if do is None:

@@ -10,6 +10,7 @@ snapshot in memory plus N small interpreters.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -27,6 +28,7 @@ READY = "ready"
 async def serve(host: str, port: int, path: str) -> None:
     loop = asyncio.get_running_loop()
     responder = Responder(read_snapshot(path))
+    gc.freeze()  # a snapshot's objects live until the next: the collector need not walk them
     servers = await start_dns(responder, host, port)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -37,6 +39,9 @@ async def serve(host: str, port: int, path: str) -> None:
             break
         try:
             responder.use(read_snapshot(line.decode().strip()))
+            gc.unfreeze()  # the previous snapshot's objects may go now
+            gc.collect()
+            gc.freeze()
         except RblError as exc:
             log.error("keeping snapshot %s: %s", responder.snapshot.serial, exc)
     for server in servers:

@@ -23,7 +23,7 @@ from rbl.errors import SnapshotError
 from rbl.zone.config import Soa, ZoneConfig
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
 
-MAGIC = b"RBLSNAP2"
+MAGIC = b"RBLSNAP3"
 _ARRAYS = ("ip4_starts", "ip4_values", "ip4_blocks", "ip6_hi", "ip6_lo", "ip6_values", "domain_values")
 
 
