@@ -155,3 +155,20 @@ def test_a_broken_vendor_file_keeps_the_last_good_policy_while_listings_flow(ser
     assert answer(server, "9.141.5.3.cloud.bl.example") == {"127.0.1.2"}
     assert answer(server, "9.140.5.3.bl.example") == "NXDOMAIN"
     assert answer(server, "200.100.51.198.bl.example") == {"127.0.0.3"}
+
+
+def test_a_running_server_refuses_a_policy_with_warnings(server, workspace):
+    """A misspelt selector would turn a shared pool into escalating space: the last good policy stays."""
+    aws = workspace.policy / "vendors" / "aws.yaml"
+    good = aws.read_text()
+    workspace.rbl("listing", "add", *(f"3.5.141.{i}" for i in range(1, 9)))
+    server.wait_for(lambda: answer(server, "8.141.5.3.bl.example") == {"127.0.0.2"}, timeout=3)
+    aws.write_text(good.replace("select: {service: EC2}", "select: {service: EC3}"))
+    server.wait_for(lambda: any("keeping the last good policy" in entry and "select matches nothing" in entry
+                                for entry in server.log), timeout=3)
+    workspace.rbl("listing", "add", "3.5.141.20")  # a change, so a new snapshot is built
+    server.wait_for(lambda: answer(server, "20.141.5.3.bl.example") == {"127.0.0.2"}, timeout=3)
+    assert answer(server, "9.141.5.3.bl.example") == "NXDOMAIN"  # still shared: no block-range
+    assert answer(server, "9.141.5.3.cloud.bl.example") == {"127.0.1.1"}
+    check = workspace.rbl("policy", "check", check=False)
+    assert check.returncode == 2 and "select matches nothing" in check.stderr

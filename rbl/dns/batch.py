@@ -61,8 +61,12 @@ def available() -> bool:
 class BatchSocket:
     """Receive a batch, answer each datagram, send the answers in one call."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, family: int = 0):
         self.fd = fd
+        # An IPv4 or IPv6 socket's senders all have addresses of one size: the kernel
+        # writes back the length it was given, so nothing needs resetting per datagram.
+        self._fixed = {socket.AF_INET: 16, socket.AF_INET6: 28}.get(family)
+        namelen = self._fixed or _NAME
         self._buffers = (ctypes.c_char * (BUFFER * BATCH))()
         self._names = (ctypes.c_char * (_NAME * BATCH))()
         self._view = memoryview(self._buffers).cast("B")
@@ -84,12 +88,13 @@ class BatchSocket:
             header.msg_iov = ctypes.pointer(self._in_iov[i])
             header.msg_iovlen = 1
             header.msg_name = names + i * _NAME
-            header.msg_namelen = _NAME
+            header.msg_namelen = namelen
             self._out_iov[i].iov_base = replies + i * BUFFER
             out = self._out[i].msg_hdr
             out.msg_iov = ctypes.pointer(self._out_iov[i])
             out.msg_iovlen = 1
             out.msg_name = names + i * _NAME
+            out.msg_namelen = namelen
         self._names_at = names
         # The headers as plain integers: a ctypes attribute costs a wrapper object per access,
         # a memoryview index does not. Offsets are checked against ctypes' own at start.
@@ -97,6 +102,18 @@ class BatchSocket:
         self._out_u32 = memoryview(self._out).cast("B").cast("I")
         self._out_u64 = memoryview(self._out).cast("B").cast("Q")
         self._out_iov_u64 = memoryview(self._out_iov).cast("B").cast("Q")
+
+    def _aim(self, k: int, i: int) -> None:
+        self._out_u64[k * _U64] = self._names_at + i * _NAME
+        self._out_u32[k * _U32 + _NAMELEN] = self._in_u32[i * _U32 + _NAMELEN]
+
+    def _reset(self, count: int) -> None:
+        """Headers back to one reply per datagram, and each sender's length to the buffer's."""
+        namelen = self._fixed or _NAME
+        for j in range(count):
+            self._in_u32[j * _U32 + _NAMELEN] = namelen
+            self._out_u64[j * _U64] = self._names_at + j * _NAME
+            self._out_u32[j * _U32 + _NAMELEN] = namelen
 
     def client(self, i: int) -> str | None:
         """The sender of datagram i, from the sockaddr the kernel wrote."""
@@ -118,29 +135,28 @@ class BatchSocket:
         count = _recvmmsg(self.fd, self._in, BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
             return count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK)
-        view, reply_view = self._view, self._reply_view
-        in32, out32, out64, iov64, names = self._in_u32, self._out_u32, self._out_u64, self._out_iov_u64, self._names_at
+        view, reply_view, iov64, in32 = self._view, self._reply_view, self._out_iov_u64, self._in_u32
+        u32, length_at, size = _U32, _LEN, BUFFER
         k = 0
         for i in range(count):
-            start = i * BUFFER
-            data = bytes(view[start:start + in32[i * _U32 + _LEN]])
+            start = i * size
+            data = bytes(view[start:start + in32[i * u32 + length_at]])
             if with_client:
                 reply = respond(data, True, self.client(i))
             else:
                 reply = hot(data) if hot is not None else None
                 if reply is None:
                     reply = respond(data, True)
-            namelen = in32[i * _U32 + _NAMELEN]
-            in32[i * _U32 + _NAMELEN] = _NAME  # the kernel wrote the sender's length there
             if reply is None:
                 continue
-            size = len(reply)
-            at = k * BUFFER
-            reply_view[at:at + size] = reply
-            iov64[k * 2 + 1] = size
-            out64[k * _U64] = names + i * _NAME  # k < i once a datagram went unanswered
-            out32[k * _U32 + _NAMELEN] = namelen
+            if k != i:
+                self._aim(k, i)  # an earlier datagram went unanswered: reply k goes to sender i
+            at = k * size
+            reply_view[at:at + len(reply)] = reply
+            iov64[k * 2 + 1] = len(reply)
             k += 1
         if k:
             _sendmmsg(self.fd, self._out, k, 0)  # a full buffer drops the rest, as UDP may
+        if self._fixed is None or k != count:
+            self._reset(count)
         return True  # something came: there may be more behind it (an empty read ends the burst)

@@ -33,7 +33,7 @@ class UdpServer:
         self.responder = responder
         self.sock = sock
         sock.setblocking(False)
-        self.batch = batch.BatchSocket(sock.fileno()) if batch.available() else None
+        self.batch = batch.BatchSocket(sock.fileno(), sock.family) if batch.available() else None
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._readable if self.batch is None else self._readable_batched)
 

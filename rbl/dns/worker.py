@@ -23,12 +23,23 @@ from rbl.zone.snapshot_file import read_snapshot
 log = logging.getLogger("rbl.worker")
 
 READY = "ready"
+GC_SECONDS = 5.0  # how often the cyclic collector runs (the odd cycle: exceptions, closed connections)
+
+
+def _collect(loop: asyncio.AbstractEventLoop) -> None:
+    gc.collect(1)  # the young generations; the frozen snapshot is never walked
+    loop.call_later(GC_SECONDS, _collect, loop)
 
 
 async def serve(host: str, port: int, path: str) -> None:
     loop = asyncio.get_running_loop()
     responder = Responder(read_snapshot(path))
+    # Answering makes no reference cycles, yet each query's few small objects would
+    # trigger the cyclic collector every few hundred queries (measured: 10-15% of a
+    # worker's time at full load). Collect on a timer instead.
+    gc.disable()
     gc.freeze()  # a snapshot's objects live until the next: the collector need not walk them
+    collector = loop.call_later(GC_SECONDS, _collect, loop)
     servers = await start_dns(responder, host, port)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -44,6 +55,7 @@ async def serve(host: str, port: int, path: str) -> None:
             gc.freeze()
         except RblError as exc:
             log.error("keeping snapshot %s: %s", responder.snapshot.serial, exc)
+    collector.cancel()
     for server in servers:
         server.close()
 
