@@ -30,7 +30,7 @@ import numpy as np
 from rbl.addresses import IP4
 from rbl.policy.classify import BITS, DEDICATED, EXCLUDED, QUARANTINE, SHARED, UNCLASSIFIED, Classification
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.intervals import flatten
+from rbl.zone.intervals import flatten, overlay_points
 
 EXCLUSION = -1  # a listing exclusion ('!') in the listings layer: a hole, not just "unlisted"
 
@@ -44,26 +44,8 @@ def _at(starts: np.ndarray, values: np.ndarray, positions: np.ndarray) -> np.nda
     return values[np.searchsorted(starts, positions, side="right") - 1]
 
 
-def _overlay(starts: np.ndarray, values: np.ndarray, points: np.ndarray, point_values: np.ndarray,
-             end: int) -> tuple[np.ndarray, np.ndarray]:
-    """``starts``/``values`` with each ``[p, p + 1)`` answering its point's value."""
-    if not len(points):
-        return starts, values
-    after = points + 1
-    after_values = _at(starts, values, after)
-    position = np.concatenate([starts, after, points])
-    value = np.concatenate([values, after_values, point_values])
-    rank = np.concatenate([np.zeros(len(starts), np.int64), np.ones(len(after), np.int64),
-                           np.full(len(points), 2, np.int64)])
-    order = np.argsort(position * 4 + rank, kind="stable")
-    position, value = position[order], value[order]
-    last = np.ones(len(position), dtype=bool)
-    last[:-1] = position[1:] != position[:-1]  # the highest rank at a position decides
-    keep = last & (position < end)
-    return position[keep], value[keep]
-
-
-def _compress(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def compress(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop breakpoints whose value repeats the one before."""
     change = np.ones(len(values), dtype=bool)
     change[1:] = values[1:] != values[:-1]
     return starts[change], values[change]
@@ -145,12 +127,12 @@ def decide_window(window: Window, classification: Classification, policy: Listin
         point_values = point_values.copy()
         point_values[point_hit] = _add_code(point_values[point_hit], "block-range", with_code)
 
-    starts, out = _overlay(positions, values, points, point_values, hi)
+    starts, out = overlay_points(positions, values, points, point_values, hi)
     fixed = [(a, v) for a, v in window.fixed if lo <= a < hi]
     if fixed:
-        starts, out = _overlay(starts, out, np.array([a for a, _ in fixed], dtype=dtype),
+        starts, out = overlay_points(starts, out, np.array([a for a, _ in fixed], dtype=dtype),
                                np.array([v for _, v in fixed], dtype=np.int64), hi)
-    return _compress(starts, out)
+    return compress(starts, out)
 
 
 def _add_code(values: np.ndarray, name: str, with_code) -> np.ndarray:

@@ -66,26 +66,30 @@ class _Desc:
         return isinstance(other, _Desc) and self.key == other.key
 
 
-def overlay_points(starts: list[int], values: list[int], points, point_values, end: int):
+def overlay_points(starts, values, points, point_values, end: int):
     """Breakpoints of ``starts``/``values`` with each ``[p, p + 1)`` answering its own value.
 
     A single address is the innermost range wherever it lies, so a million of
     them need no sweep: they are merged into the flattened rest with numpy, in
-    one sort. Returns numpy arrays (starts, values); ``end`` bounds the key space.
+    one sort. Keys may be int64 (IPv4) or Python ints in object arrays (IPv6).
+    Returns numpy arrays (starts, values); ``end`` bounds the key space.
     """
     import numpy as np
 
-    base = np.asarray(starts, dtype=np.int64)
+    base = np.asarray(starts) if isinstance(starts, np.ndarray) else np.asarray(starts, dtype=np.int64)
     base_values = np.asarray(values, dtype=np.int64)
-    points = np.asarray(points, dtype=np.int64)
+    points = np.asarray(points, dtype=base.dtype)
+    point_values = np.asarray(point_values, dtype=np.int64)
+    if not len(points):
+        return base, base_values
     after = points + 1
     # Just past a point the rest's value resumes, unless another point starts there.
     after_values = base_values[np.searchsorted(base, after, side="right") - 1]
     position = np.concatenate([base, after, points])
-    value = np.concatenate([base_values, after_values, np.asarray(point_values, dtype=np.int64)])
-    rank = np.concatenate([np.zeros(len(base), np.int8), np.ones(len(after), np.int8),
-                           np.full(len(points), 2, np.int8)])
-    order = np.lexsort((rank, position))
+    value = np.concatenate([base_values, after_values, point_values])
+    rank = np.concatenate([np.zeros(len(base), np.int64), np.ones(len(after), np.int64),
+                           np.full(len(points), 2, np.int64)])
+    order = np.argsort(position * 4 + rank, kind="stable")
     position, value = position[order], value[order]
     last = np.ones(len(position), dtype=bool)
     last[:-1] = position[1:] != position[:-1]  # the highest rank at a position decides

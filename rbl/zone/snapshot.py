@@ -517,6 +517,8 @@ def compile_cloud_zone(config: ZoneConfig, policy: ListingPolicy, classification
     """The cloud information zone: each range's kind as a code, and what it is as TXT."""
     import numpy as np
 
+    from rbl.policy.decide import compress
+
     table = AnswerTable(config, policy)
     codes = {**CLOUD_CODES, **config.codes}
     # One answer per range that says something (excluded space says nothing), numbered in order.
@@ -527,20 +529,12 @@ def compile_cloud_zone(config: ZoneConfig, policy: ListingPolicy, classification
             ids[index] = len(table.answers)
             table.answers.append(Answer((item[0],), (item[1],)))
     test = table.fixed((codes["shared"],), "RFC 5782 test point: 127.0.0.2 is always listed")
-    starts4, values4 = _compress_runs(classification.starts[IP4], ids[classification.ids[IP4]])
+    starts4, values4 = compress(classification.starts[IP4], ids[classification.ids[IP4]])
     starts4, values4 = overlay_points(starts4, values4, np.array([0x7F000001, 0x7F000002]), np.array([0, test]), 1 << 32)
-    starts6, values6 = _compress_runs(classification.starts[IP6], ids[classification.ids[IP6]])
+    starts6, values6 = compress(classification.starts[IP6], ids[classification.ids[IP6]])
     domains = flatten([], b"")
     return _zone_snapshot(config, table, _ip4_arrays(starts4, values4),
                           ([int(x) for x in starts6], [int(x) for x in values6]), domains)
-
-
-def _compress_runs(starts, values):
-    import numpy as np
-
-    change = np.ones(len(values), dtype=bool)
-    change[1:] = values[1:] != values[:-1]
-    return starts[change], values[change]
 
 
 def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, serial: int,
