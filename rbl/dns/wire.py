@@ -169,7 +169,8 @@ _HOT_LIMIT = PLAIN_UDP_SIZE - 12 - 4 - MAX_NAME - 11  # A records that fit any U
 
 
 def _hot_heads(count: int) -> list[bytes | None]:
-    """Flags and counts of a reply, indexed by RD | CD | (OPT present << 1)."""
+    """Flags and counts of a reply with ``count`` answers (-1: NXDOMAIN with the SOA),
+    indexed by RD | CD | (OPT present << 1)."""
     heads: list[bytes | None] = [None] * 20
     for rd in (0, 1):
         for cd in (0, 0x10):
@@ -192,17 +193,19 @@ def _hot_txt(wire: ZoneWire, index: int) -> bytes | tuple[bytes, ...] | bool:
     if len(parts) == 1:
         return wire.txt_rr(index, b"")
     return tuple(part.encode("ascii", "replace") for part in parts)
+
+
 _OPT_BY_DO = {0: opt_record(0), 0x80: opt_record(1)}
 
 
 def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
     """The reply to the commonest query there is, or None to try the other paths.
 
-    An A question for four reversed octets under a zone without access rules,
-    class IN, with no EDNS or a bare OPT (version 0, no options). Everything it
-    needs is bound once per snapshot, so a query costs a regex match, a bisect
-    and one join. The general path answers these queries byte for byte the same
-    (tests hold them to it).
+    An A or TXT question for four reversed octets under a zone without access
+    rules, class IN, with no EDNS or a bare OPT (version 0, no options).
+    Everything it needs is bound once per snapshot, so a query costs a regex
+    match, a bisect and one join. The general path gives the same answers
+    (tests hold them to it, listed A answers byte for byte).
     """
     zones = []
     for wire in wires:
