@@ -193,3 +193,30 @@ def test_a_subject_relisted_soon_lives_twice_as_long_capped(tmp_path):
     store.remove([subject], zone="bl.example", actor="test")
     clock[0] += dt.timedelta(days=2)
     assert add().days == 14  # removed and relisted within the window counts as relisted
+
+
+names = st.sampled_from(["example.com", "a.example.com", "b.a.example.com", "other.org"])
+covers = st.sampled_from(["", "*.", "."])
+domain_listings = st.lists(st.tuples(covers, names, st.sampled_from(["list", "exclude", "code"])), max_size=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(domain_listings)
+def test_explain_answers_domains_as_the_snapshot(tmp_path_factory, items):
+    from rbl.policy.explain import explain
+    from rbl.policy.vendors import load_policy
+
+    folder = tmp_path_factory.mktemp("explain")
+    (folder / "policy").mkdir()
+    policy = load_policy(folder / "policy")
+    store = ListingStore(folder / "rbl.db", clock=lambda: NOW)
+    for cover, name, action in items:
+        store.add([Entry(parse_subject(cover + name), exclude=action == "exclude",
+                         code="127.0.0.9" if action == "code" else None)], zone="bl.example", actor="test")
+    zone = compile_snapshot(store, [DECIDED], policy.listing, 1, NOW).zones[b"bl.example"]
+    for name in ["example.com", "a.example.com", "b.a.example.com", "x.b.a.example.com", "other.org",
+                 "x.other.org"]:
+        found = zone.find(name.encode())
+        want = list(zone.answers[found].codes) if found > 0 else []
+        got = explain(name, store, [DECIDED], policy, NOW)["zones"]["bl.example"]["codes"]
+        assert got == want, (name, items)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rbl.addresses import DOMAIN, IP4, Subject, parse_subject, reverse_name
+from rbl.addresses import BOTH, DOMAIN, EXACT, IP4, SUBDOMAINS, Subject, parse_subject, reverse_name
 from rbl.errors import SubjectError
 from rbl.policy.classify import BITS
 from rbl.policy.decide import decide_address
@@ -115,8 +115,10 @@ def _domain(subject: Subject, listings, zone: ZoneConfig, policy: Policy, result
         return result
 
     def depth(row) -> tuple:
+        # The innermost listing decides, as in the snapshot: the longest name, then the
+        # narrowest cover (the name alone, then its subdomains only, then both), then an exclusion.
         base = parse_subject(row.subject)
-        return (base.domain.count(".") + (base.domain == subject.domain), row.exclude)
+        return (base.domain.count("."), {EXACT: 2, SUBDOMAINS: 1, BOTH: 0}[base.cover], row.exclude)
 
     innermost = max(listings, key=depth, default=None)
     if innermost is None:
