@@ -393,6 +393,179 @@ def feeds_fetch(db, policy, zones, timeout) -> None:
         sys.exit(2)
 
 
+def _token_store(db: str):
+    from rbl.store.tokens import TokenStore
+
+    return TokenStore(ListingStore(db))
+
+
+def _token_rows(tokens, as_json: bool, empty: str) -> None:
+    if as_json:
+        for token in tokens:
+            click.echo(json.dumps(token.as_dict()))
+        return
+    if not tokens:
+        click.echo(empty)
+        return
+    click.echo("id\tscope\tvendor\thint\tlabel\tcreated\trevoked")
+    for t in tokens:
+        click.echo("\t".join([str(t.id), t.scope, t.vendor or "-", t.hint + "...", t.label or "-",
+                              f"{t.created_at} by {t.created_by}",
+                              f"{t.revoked_at} by {t.revoked_by}" if t.revoked_at else "-"]))
+
+
+def _token_created(token, text: str) -> None:
+    # The token is the last word, and this is the only time anything shows it.
+    click.echo(f"{token.describe()} (shown once, store it now): {text}")
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def vendor() -> None:
+    """Vendors of the policy folder: their credentials for the HTTP API.
+
+    \b
+    Example:
+        rbl vendor token create aws --label "abuse desk"
+    """
+
+
+@vendor.group("token", context_settings=CONTEXT_SETTINGS)
+def vendor_token() -> None:
+    """Bearer tokens a vendor uses to report remediation (stored only as hashes).
+
+    \b
+    Example:
+        rbl vendor token create aws
+        rbl vendor token list aws
+        rbl vendor token revoke 3
+    """
+
+
+@vendor_token.command("create")
+@locations
+@click.argument("vendor_name", metavar="VENDOR")
+@click.option("--label", help="A note to tell tokens apart, such as who holds it.")
+def vendor_token_create(db, policy, zones, vendor_name, label) -> None:
+    """Create a token for VENDOR (a vendor of the policy folder); print it once.
+
+    The token is the last word of the output: nothing can show it again, as
+    only its hash is stored. Revoke it and create another if it is lost.
+
+    \b
+    Example:
+        rbl vendor token create aws --label "abuse desk"
+        token 3 for vendor aws (shown once, store it now): rbl_...
+    """
+    from rbl.policy.vendors import load_policy
+
+    known = sorted(load_policy(policy).vendors)
+    if vendor_name not in known:
+        raise RblError(f"VENDOR: no vendor {vendor_name!r} in {policy} (vendors: {', '.join(known) or 'none'})")
+    token, text = _token_store(db).create("vendor", vendor_name, _actor(), label=label)
+    _token_created(token, text)
+
+
+@vendor_token.command("revoke")
+@locations
+@click.argument("token_id", type=int, metavar="ID")
+def vendor_token_revoke(db, policy, zones, token_id) -> None:
+    """Revoke a vendor's token by its id (as `rbl vendor token list` shows); it is refused from now on.
+
+    \b
+    Example:
+        rbl vendor token revoke 3
+    """
+    token = _token_store(db).revoke(token_id, _actor(), scope="vendor")
+    click.echo(f"{token.describe()} revoked")
+
+
+@vendor_token.command("list")
+@locations
+@click.argument("vendor_name", metavar="[VENDOR]", required=False)
+@click.option("--active", is_flag=True, help="Only tokens in force, not revoked ones.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def vendor_token_list(db, policy, zones, vendor_name, active, as_json) -> None:
+    """List vendor tokens (all, or VENDOR's): id, vendor, hint, label, created, revoked.
+
+    Never the token itself: the hint is its first 8 characters.
+
+    \b
+    Example:
+        rbl vendor token list aws
+    """
+    tokens = _token_store(db).list(vendor_name, include_revoked=not active, scope="vendor")
+    _token_rows(tokens, as_json, "no vendor tokens" + (f" for {vendor_name}" if vendor_name else ""))
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def operator() -> None:
+    """The operator's credentials for the HTTP API.
+
+    \b
+    Example:
+        rbl operator token create --label "ops automation"
+    """
+
+
+@operator.group("token", context_settings=CONTEXT_SETTINGS)
+def operator_token() -> None:
+    """Bearer tokens for the operator's routes (stored only as hashes).
+
+    \b
+    Example:
+        rbl operator token create
+        rbl operator token list
+        rbl operator token revoke 4
+    """
+
+
+@operator_token.command("create")
+@locations
+@click.option("--label", help="A note to tell tokens apart, such as who holds it.")
+def operator_token_create(db, policy, zones, label) -> None:
+    """Create an operator token; print it once.
+
+    The token is the last word of the output: nothing can show it again, as
+    only its hash is stored. Revoke it and create another if it is lost.
+
+    \b
+    Example:
+        rbl operator token create --label "ops automation"
+        token 4 for the operator (shown once, store it now): rbl_...
+    """
+    token, text = _token_store(db).create("operator", None, _actor(), label=label)
+    _token_created(token, text)
+
+
+@operator_token.command("revoke")
+@locations
+@click.argument("token_id", type=int, metavar="ID")
+def operator_token_revoke(db, policy, zones, token_id) -> None:
+    """Revoke an operator token by its id (as `rbl operator token list` shows).
+
+    \b
+    Example:
+        rbl operator token revoke 4
+    """
+    token = _token_store(db).revoke(token_id, _actor(), scope="operator")
+    click.echo(f"{token.describe()} revoked")
+
+
+@operator_token.command("list")
+@locations
+@click.option("--active", is_flag=True, help="Only tokens in force, not revoked ones.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def operator_token_list(db, policy, zones, active, as_json) -> None:
+    """List operator tokens: id, hint, label, created, revoked; never the token itself.
+
+    \b
+    Example:
+        rbl operator token list
+    """
+    tokens = _token_store(db).list(include_revoked=not active, scope="operator")
+    _token_rows(tokens, as_json, "no operator tokens")
+
+
 def _lines_progress(entries, bar):
     last = 0
     for entry in entries:

@@ -81,11 +81,38 @@ def _lifetime(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE listings ADD COLUMN lifetime INTEGER")  # seconds; NULL: never expires
 
 
+def _tokens(db: sqlite_utils.Database) -> None:
+    # Bearer tokens for the HTTP API, each scoped to one vendor or to the operator.
+    # Only a hash is kept: a token is shown once, when created. A token is a long
+    # random secret (256 bits), not a password, so a plain unsalted SHA-256 is the
+    # right hash (as GitHub and npm store theirs): nothing can be guessed or looked
+    # up in a table, and a presented token is found by its hash with one index probe.
+    db.execute(
+        """
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL CHECK (scope IN ('operator', 'vendor')),
+            vendor TEXT,                    -- the vendor's name; NULL for an operator token
+            hash TEXT NOT NULL UNIQUE,      -- hex SHA-256 of the token; the token itself is never stored
+            hint TEXT NOT NULL,             -- the token's first 8 characters, to tell tokens apart
+            label TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at TEXT,                -- NULL: in force
+            revoked_by TEXT,
+            CHECK ((scope = 'operator') = (vendor IS NULL))
+        )
+        """
+    )
+    db.execute("CREATE INDEX tokens_vendor ON tokens (vendor)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
     ("0003_patch_indexes", _patch_indexes),
     ("0004_listing_lifetime", _lifetime),
+    ("0005_tokens", _tokens),
 ]
 
 
