@@ -180,3 +180,11 @@ def test_only_an_exact_created_token_verifies(tmp_path):
         check()
     finally:
         store.close()
+
+
+def test_a_token_change_does_not_stop_listings_reaching_dns(server, workspace):
+    """Token audit rows have no subject: the server's patcher must skip them, not choke."""
+    workspace.rbl("vendor", "token", "create", "aws")
+    workspace.rbl("listing", "add", "192.0.2.77")
+    server.wait_for(lambda: server.addresses("77.2.0.192.bl.example") == {"127.0.0.2"}, timeout=3)
+    assert not any("Traceback" in line for line in server.log)

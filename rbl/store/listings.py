@@ -214,7 +214,9 @@ class ListingStore:
         newest = self.audit_mark()
         if newest - audit_id > CHANGES_LIMIT:
             return newest, None
-        rows = self.db.execute("SELECT DISTINCT subject FROM audit WHERE id > ? AND id <= ?", [audit_id, newest])
+        # Rows without a subject (tokens, settings) change no answer.
+        rows = self.db.execute("SELECT DISTINCT subject FROM audit WHERE id > ? AND id <= ? AND subject IS NOT NULL",
+                               [audit_id, newest])
         return newest, [subject for (subject,) in rows]
 
     def serving_singles(self, zone: str, now: dt.datetime) -> list[tuple[str | None, str | None, bytes]]:
