@@ -20,8 +20,9 @@ log = logging.getLogger("rbl.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error(status: int, message: str, **extra) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
+def error(status: int, message: str, headers: dict | None = None, **extra) -> web.Response:
+    return web.json_response({"error": message, **{k: v for k, v in extra.items() if v is not None}},
+                             status=status, headers=headers)
 
 
 @web.middleware
@@ -59,11 +60,60 @@ class Api:
         return web.Response(text=json.dumps(result, indent=2) + "\n", content_type="application/json")
 
 
+    def _token(self, request: web.Request):
+        """The bearer token in force, or None. The token is never logged or echoed."""
+        from rbl.store.tokens import TokenStore
+
+        header = request.headers.get("Authorization", "")
+        scheme, _, text = header.partition(" ")
+        if scheme.lower() != "bearer" or not text.strip():
+            return None
+        return TokenStore(self.service.reader).verify(text.strip())
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        """Remediation evidence from a vendor, for subjects in its own ranges; all items or none."""
+        import hashlib
+
+        from rbl.policy.evidence import EvidenceError, parse_items
+        from rbl.store.evidence import EvidenceStore, IdempotencyConflict
+
+        token = self._token(request)
+        if token is None:
+            return error(401, "a vendor's bearer token is required (Authorization: Bearer TOKEN)",
+                         headers={"WWW-Authenticate": 'Bearer realm="rbl"'})
+        if token.scope != "vendor":
+            return error(403, "evidence comes with a vendor's token, not the operator's")
+        policy = self.service.policy
+        if policy is None or token.vendor not in policy.vendors:
+            return error(403, f"vendor {token.vendor} is not in the policy")
+        raw = await request.read()  # over client_max_size: 413 from aiohttp, JSON from the middleware
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, f"the body is not JSON: {exc}", field="body")
+        store = self.service.reader
+        try:
+            items = parse_items(body, token.vendor, policy.ranges_of(token.vendor), store.clock())
+        except EvidenceError as exc:
+            return error(exc.status, str(exc), item=exc.item, field=exc.field)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
+            return error(400, "Idempotency-Key: 1 to 200 printable characters", field="Idempotency-Key")
+        try:
+            done = EvidenceStore(store).submit(token.vendor, token.id, items, hashlib.sha256(raw).hexdigest(),
+                                               f"vendor:{token.vendor} token:{token.id}", key)
+        except IdempotencyConflict as exc:
+            return error(409, str(exc), field="Idempotency-Key")
+        return web.json_response({"submission": done.id, "accepted": done.items, "evidence": done.evidence,
+                                  "replayed": done.replayed}, status=202)
+
+
 def make_app(service) -> web.Application:
     """The application; ``service`` has ``reader`` (a store), ``policy`` and ``current``."""
     app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
     api = Api(service)
     app.router.add_get("/v1/lookup/{subject}", api.lookup)
+    app.router.add_post("/v1/evidence", api.evidence)
     return app
 
 

@@ -92,6 +92,13 @@ class Policy:
 
     def __post_init__(self) -> None:
         self.classification = Classification(self.ranges)
+        self._of_vendor: dict[str, Classification] = {}
+
+    def ranges_of(self, vendor: str) -> Classification:
+        """One vendor's own ranges alone (another vendor's range inside them does not hide them)."""
+        if vendor not in self._of_vendor:
+            self._of_vendor[vendor] = Classification([r for r in self.ranges if r.vendor == vendor])
+        return self._of_vendor[vendor]
 
 
 def policy_files(folder: str | Path) -> list[Path]:

@@ -107,12 +107,51 @@ def _tokens(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tokens_vendor ON tokens (vendor)")
 
 
+def _evidence(db: sqlite_utils.Database) -> None:
+    # A vendor's remediation claims, kept as submitted: one row per item, grouped by
+    # the submission they came in (which carries the Idempotency-Key of a retry).
+    db.execute(
+        """
+        CREATE TABLE submissions (
+            id INTEGER PRIMARY KEY,
+            vendor TEXT NOT NULL,
+            token_id INTEGER NOT NULL REFERENCES tokens (id),
+            idempotency_key TEXT,           -- NULL: the client did not ask for safe retries
+            body_hash TEXT NOT NULL,        -- a retry with the same key must carry the same body
+            received_at TEXT NOT NULL,
+            items INTEGER NOT NULL,
+            UNIQUE (vendor, idempotency_key)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE evidence (
+            id INTEGER PRIMARY KEY,
+            submission INTEGER NOT NULL REFERENCES submissions (id),
+            vendor TEXT NOT NULL,
+            subject TEXT NOT NULL,          -- canonical address or CIDR, inside the vendor's ranges
+            kind TEXT NOT NULL CHECK (kind IN ('ip4', 'ip6')),
+            net BLOB NOT NULL,
+            plen INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            reference TEXT NOT NULL,        -- the vendor's ticket
+            acted_at TEXT NOT NULL,
+            identity TEXT,                  -- the tenant's DKIM signing domain, if given
+            received_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX evidence_vendor_subject ON evidence (vendor, subject)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
     ("0003_patch_indexes", _patch_indexes),
     ("0004_listing_lifetime", _lifetime),
     ("0005_tokens", _tokens),
+    ("0006_evidence", _evidence),
 ]
 
 
