@@ -129,3 +129,36 @@ def test_rfc3339_times(text):
 def test_not_rfc3339(text):
     with pytest.raises(ValueError):
         parse_time(text)
+
+
+def test_accepted_evidence_turns_a_shared_listing_into_throttle_until_its_shortened_expiry(server, workspace):
+    import datetime as dt
+    import time
+
+    aws = token(workspace, "vendor", "token", "create", "aws")
+    workspace.rbl("listing", "add", "3.5.140.7", "3.5.140.8", "198.19.254.3")  # EC2 shared; a dedicated /28
+    server.wait_for(lambda: server.addresses("7.140.5.3.bl.example") == {"127.0.0.2"}, timeout=3)
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    recent = (now - dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    long_ago = (now - dt.timedelta(hours=7)).isoformat().replace("+00:00", "Z")
+    # (Listed just now: evidence acted before the listing is about earlier abuse. Shift first_seen back.)
+    with closing(sqlite3.connect(workspace.db)) as db, db:
+        db.execute("UPDATE listings SET first_seen = '2026-01-01T00:00:00Z'")
+    started = time.monotonic()
+    status, _ = post(server, {"items": [item("3.5.140.7", acted_at=recent), item("3.5.140.8", acted_at=long_ago),
+                                        item("198.19.254.3", acted_at=recent)]}, token=aws)
+    assert status == 202
+    delay = server.wait_for(lambda: server.addresses("7.140.5.3.bl.example") == {"127.0.0.4"}, timeout=3)
+    print(f"evidence 2xx to throttle over DNS: {time.monotonic() - started:.2f} s (poll {delay:.2f} s)")
+    # Acted 7 hours ago: the shortened expiry (6 h) has passed, the listing is gone.
+    server.wait_for(lambda: server.query("8.140.5.3.bl.example").rcode() == 3, timeout=3)
+    # Dedicated space is the customer's own: evidence does not soften it.
+    assert server.addresses("3.254.19.198.bl.example") == {"127.0.0.2"}
+    with closing(sqlite3.connect(workspace.db)) as db:
+        expires = db.execute("SELECT expires_at FROM listings WHERE subject = '3.5.140.7'").fetchone()[0]
+    assert expires == (now + dt.timedelta(hours=5)).isoformat().replace("+00:00", "Z")
+    explained = workspace.rbl("explain", "3.5.140.7").stdout
+    assert "remediated" in explained and "127.0.0.4" in explained
+    # Listed again: new abuse after the remediation blocks again.
+    workspace.rbl("listing", "add", "3.5.140.7")
+    server.wait_for(lambda: server.addresses("7.140.5.3.bl.example") == {"127.0.0.2"}, timeout=3)

@@ -75,7 +75,7 @@ class Api:
         import hashlib
 
         from rbl.policy.evidence import EvidenceError, parse_items
-        from rbl.store.evidence import EvidenceStore, IdempotencyConflict
+        from rbl.store.evidence import EvidenceStore, IdempotencyConflict, Remediation
 
         token = self._token(request)
         if token is None:
@@ -99,9 +99,19 @@ class Api:
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
             return error(400, "Idempotency-Key: 1 to 200 printable characters", field="Idempotency-Key")
+        classification = policy.classification
+        zones = tuple(zone.config.origin for zone in self.service.current.zones.values()
+                      if zone.config.serves == "listings")
+        vendor = token.vendor
+
+        def shared(kind: str, address: int) -> bool:  # this vendor's shared space, not a neighbour's inside it
+            found = classification.find(kind, address)
+            return found is not None and found.space == "shared" and found.vendor == vendor
+
+        remediation = Remediation(zones, shared, policy.listing.expiry.remediated)
         try:
             done = EvidenceStore(store).submit(token.vendor, token.id, items, hashlib.sha256(raw).hexdigest(),
-                                               f"vendor:{token.vendor} token:{token.id}", key)
+                                               f"vendor:{token.vendor} token:{token.id}", key, remediation)
         except IdempotencyConflict as exc:
             return error(409, str(exc), field="Idempotency-Key")
         return web.json_response({"submission": done.id, "accepted": done.items, "evidence": done.evidence,

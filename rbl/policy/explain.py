@@ -79,7 +79,9 @@ def _zone(subject: Subject, store: ListingStore, zone: ZoneConfig, policy: Polic
         result["trace"].append(f"listing {'!' if row.exclude else ''}{row.subject}: first seen {row.first_seen}, "
                                f"last seen {row.last_seen}, {row.hits} hit{'s' * (row.hits != 1)}, "
                                f"expires {row.expires_at or 'never'}"
-                               + (f", reason: {row.reason}" if row.reason else ""))
+                               + (f", reason: {row.reason}" if row.reason else "")
+                               + (f"; the vendor remediated it at {row.remediated_at} (evidence accepted): "
+                                  "throttle until it expires" if row.remediated_at else ""))
     if subject.kind == DOMAIN:
         return _domain(subject, listings, zone, policy, result)
     codes = _codes(zone, policy)

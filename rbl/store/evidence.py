@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rbl.errors import StoreError
 from rbl.policy.evidence import Item
 from rbl.store.listings import ListingStore, timestamp
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """What accepted evidence does to listings: in which zones, where space is shared, for how long."""
+
+    zones: tuple[str, ...]
+    shared: Callable[[str, int], bool]  # (kind, address) -> in shared space
+    lasts: dt.timedelta  # expiry.remediated: the listing ends this long after the vendor acted
 
 
 class IdempotencyConflict(StoreError):
@@ -28,8 +39,12 @@ class EvidenceStore:
         self.store = store
 
     def submit(self, vendor: str, token_id: int, items: list[Item], body_hash: str, actor: str,
-               idempotency_key: str | None = None) -> Submission:
-        """Store one submission in one transaction, with an audit row per item."""
+               idempotency_key: str | None = None, remediation: Remediation | None = None) -> Submission:
+        """Store one submission in one transaction, with an audit row per item.
+
+        With ``remediation``, the listed addresses an item covers in the vendor's
+        shared space answer throttle from now on, until the shortened expiry.
+        """
         stamp = timestamp(self.store.clock())
         with self.store.transaction() as conn:
             if idempotency_key is not None:
@@ -59,7 +74,33 @@ class EvidenceStore:
                 ids.append(cursor.lastrowid)
                 conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
                              [stamp, actor, "evidence", subject.text, None, json.dumps(record)])
+                if remediation is not None and item.action != "false_positive":
+                    self._remediate(conn, item, remediation, stamp, actor)
         return Submission(submission, vendor, len(items), ids, False)
+
+    def _remediate(self, conn, item: Item, remediation: Remediation, stamp: str, actor: str) -> None:
+        """DESIGN section 4: shared space, evidence accepted for this address: throttle until the
+        shortened expiry (acted_at + expiry.remediated), then gone. Other space is not touched."""
+        subject = item.subject
+        bits = 32 if subject.kind == "ip4" else 128
+        width = bits // 8
+        lo = subject.net.to_bytes(width, "big")
+        hi = (subject.net | ((1 << (bits - subject.plen)) - 1)).to_bytes(width, "big")
+        marks = ",".join("?" * len(remediation.zones))
+        rows = self.store._rows(
+            f"INDEXED BY listings_net WHERE zone IN ({marks}) AND kind = ? AND net BETWEEN ? AND ? AND plen = ? "
+            "AND exclude = 0 AND state = 'active' AND (expires_at IS NULL OR expires_at > ?)",
+            [*remediation.zones, subject.kind, lo, hi, bits, stamp])
+        ends = timestamp(item.acted_at + remediation.lasts)
+        for old in rows:
+            if old.first_seen > timestamp(item.acted_at) or not remediation.shared(old.kind, int.from_bytes(old.net, "big")):
+                continue  # listed after the vendor acted: new abuse, not remediated; or not shared space
+            expires = ends if old.expires_at is None else min(old.expires_at, ends)
+            conn.execute("UPDATE listings SET code = 'throttle', remediated_at = ?, expires_at = ? WHERE id = ?",
+                         [timestamp(item.acted_at), expires, old.id])
+            after = dict(old.as_dict(), code="throttle", remediated_at=timestamp(item.acted_at), expires_at=expires)
+            conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+                         [stamp, actor, "remediate", old.subject, json.dumps(old.as_dict()), json.dumps(after)])
 
     def of_vendor(self, vendor: str) -> list[dict]:
         rows = self.store.db.execute(

@@ -26,7 +26,7 @@ _SINGLE_IP4 = "kind = 'ip4' AND plen = 32 AND exclude = 0"
 
 _COLUMNS = (
     "zone subject kind net plen exclude code txt category reason source "
-    "first_seen last_seen hits expires_at state lifetime"
+    "first_seen last_seen hits expires_at state lifetime remediated_at"
 ).split()
 
 
@@ -60,6 +60,7 @@ class Listing:
     expires_at: str | None
     state: str
     lifetime: int | None = None  # seconds it was given to live; None: never expires
+    remediated_at: str | None = None  # the vendor's accepted evidence says it acted then (shared space)
     id: int | None = field(default=None)
 
     def as_dict(self) -> dict:

@@ -145,6 +145,12 @@ def _evidence(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX evidence_vendor_subject ON evidence (vendor, subject)")
 
 
+def _remediated(db: sqlite_utils.Database) -> None:
+    # When the vendor's accepted evidence says it acted on a listed address in its shared
+    # space: the listing then answers throttle until its shortened expiry.
+    db.execute("ALTER TABLE listings ADD COLUMN remediated_at TEXT")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -152,6 +158,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0004_listing_lifetime", _lifetime),
     ("0005_tokens", _tokens),
     ("0006_evidence", _evidence),
+    ("0007_listing_remediated", _remediated),
 ]
 
 
