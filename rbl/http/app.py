@@ -118,12 +118,73 @@ class Api:
                                   "replayed": done.replayed}, status=202)
 
 
+    async def listings(self, request: web.Request) -> web.Response:
+        """The operator adds (POST) or removes (DELETE) listings: all subjects or none."""
+        from rbl.addresses import parse_subject
+        from rbl.errors import StoreError
+        from rbl.policy.listing import parse_duration
+        from rbl.store.listings import Entry
+
+        token = self._token(request)
+        if token is None:
+            return error(401, "the operator's bearer token is required (Authorization: Bearer TOKEN)",
+                         headers={"WWW-Authenticate": 'Bearer realm="rbl"'})
+        if token.scope != "operator":
+            return error(403, "listings are the operator's: a vendor's token cannot change them")
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, f"the body is not JSON: {exc}", field="body")
+        fields = {"subjects", "zone", "category", "reason", "source", "expires"}
+        if not isinstance(body, dict) or "subjects" not in body or set(body) - fields:
+            unknown = sorted(set(body) - fields) if isinstance(body, dict) else []
+            return error(400, f"a JSON object with subjects and optionally {', '.join(sorted(fields - {'subjects'}))}",
+                         field=unknown[0] if unknown else "subjects")
+        texts = body["subjects"]
+        if not isinstance(texts, list) or not texts or len(texts) > 10_000 or not all(isinstance(t, str) for t in texts):
+            return error(400, "subjects: a list of 1 to 10,000 addresses, CIDRs or domains", field="subjects")
+        for name in ("zone", "category", "reason", "source", "expires"):
+            if name in body and not isinstance(body[name], str):
+                return error(400, f"{name} must be a string", field=name)
+        subjects = []
+        for i, text in enumerate(texts):
+            try:
+                subjects.append(parse_subject(text))
+            except Exception as exc:  # SubjectError, with the item named
+                return error(400, f"subjects[{i}]: {exc}", field="subjects", item=i)
+        origins = [zone.config.origin for zone in self.service.current.zones.values()]
+        zone = body.get("zone", origins[0]).lower().rstrip(".")
+        if zone not in origins:
+            return error(400, f"no zone {zone!r} (zones: {', '.join(origins)})", field="zone")
+        actor = f"operator token:{token.id}"
+        store = self.service.reader
+        if request.method == "DELETE":
+            try:
+                count = store.remove(subjects, zone=zone, actor=actor)
+            except StoreError as exc:
+                return error(404, str(exc), field="subjects")
+            return web.json_response({"zone": zone, "removed": count})
+        rules = self.service.policy.listing.expiry
+        kwargs: dict = {"expires": rules.default, "repeat": rules}
+        if "expires" in body:
+            try:
+                kwargs = {"expires": parse_duration(body["expires"])}
+            except ValueError as exc:
+                return error(400, str(exc), field="expires")
+        added, refreshed = store.add([Entry(s) for s in subjects], zone=zone, actor=actor,
+                                     category=body.get("category"), reason=body.get("reason"),
+                                     source=body.get("source", "http"), **kwargs)
+        return web.json_response({"zone": zone, "added": added, "refreshed": refreshed}, status=201)
+
+
 def make_app(service) -> web.Application:
     """The application; ``service`` has ``reader`` (a store), ``policy`` and ``current``."""
     app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
     api = Api(service)
     app.router.add_get("/v1/lookup/{subject}", api.lookup)
     app.router.add_post("/v1/evidence", api.evidence)
+    app.router.add_post("/v1/listings", api.listings)
+    app.router.add_delete("/v1/listings", api.listings)
     return app
 
 
