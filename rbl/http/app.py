@@ -177,6 +177,12 @@ class Api:
         return web.json_response({"zone": zone, "added": added, "refreshed": refreshed}, status=201)
 
 
+async def _openapi(request: web.Request) -> web.Response:
+    from rbl.http.openapi import spec
+
+    return web.json_response(spec())
+
+
 def make_app(service) -> web.Application:
     """The application; ``service`` has ``reader`` (a store), ``policy`` and ``current``."""
     app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
@@ -185,6 +191,7 @@ def make_app(service) -> web.Application:
     app.router.add_post("/v1/evidence", api.evidence)
     app.router.add_post("/v1/listings", api.listings)
     app.router.add_delete("/v1/listings", api.listings)
+    app.router.add_get("/openapi.json", _openapi)
     return app
 
 

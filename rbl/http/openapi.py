@@ -1,0 +1,129 @@
+"""The HTTP API described as OpenAPI 3 (``GET /openapi.json``): routes, bodies, errors, examples.
+
+Tests hold it to the application: every route is described, every example
+validates against its schema, and a property-based fuzzer (schemathesis)
+driven by it finds no 5xx on a live server.
+"""
+
+from __future__ import annotations
+
+from rbl import __version__
+from rbl.policy.evidence import ACTIONS, MAX_ITEMS, MAX_REFERENCE
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "what is wrong, naming the item and field"},
+        "field": {"type": "string"},
+        "item": {"type": "integer", "minimum": 0},
+        "path": {"type": "string"},
+    },
+}
+
+
+def _errors(*codes: int) -> dict:
+    words = {400: "malformed", 401: "no or unknown bearer token", 403: "not allowed for this token",
+             404: "not found", 409: "Idempotency-Key reused for another body", 413: "too large",
+             503: "no snapshot yet"}
+    return {str(code): {"description": words[code],
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for code in codes}
+
+
+_EVIDENCE_ITEM = {
+    "type": "object",
+    "required": ["subject", "action", "reference", "acted_at"],
+    "additionalProperties": False,
+    "properties": {
+        "subject": {"type": "string", "description": "an address or CIDR inside the vendor's own ranges"},
+        "action": {"type": "string", "enum": list(ACTIONS)},
+        "reference": {"type": "string", "minLength": 1, "maxLength": MAX_REFERENCE,
+                      "description": "the vendor's ticket"},
+        "acted_at": {"type": "string", "format": "date-time", "description": "RFC 3339, not in the future"},
+        "identity": {"type": "string", "description": "the tenant's DKIM signing domain"},
+    },
+}
+
+EVIDENCE_EXAMPLE = {"items": [
+    {"subject": "3.5.140.7", "action": "tenant_terminated", "reference": "T-1042", "acted_at": "2026-11-27T10:00:00Z"},
+    {"subject": "3.5.140.0/28", "action": "port25_blocked", "reference": "T-1043", "acted_at": "2026-11-27T11:30:00Z",
+     "identity": "mail.tenant.example"},
+]}
+LISTINGS_EXAMPLE = {"subjects": ["192.0.2.44", "2001:db8::44", "spam.example"], "reason": "spam trap hit",
+                    "expires": "7d"}
+
+
+def spec() -> dict:
+    bearer = [{"bearer": []}]
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "rbl", "version": __version__,
+                 "description": "A DNS blocklist fair to tenants of shared cloud space: explanations for anyone, "
+                                "remediation evidence from vendors, listings from the operator."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "rbl vendor token create VENDOR / rbl operator token create"}},
+            "schemas": {
+                "Error": _ERROR,
+                "Lookup": {"type": "object", "required": ["subject", "kind", "zones", "listed"],
+                           "properties": {"subject": {"type": "string"}, "kind": {"type": "string"},
+                                          "listed": {"type": "boolean"}, "serial": {"type": "integer"},
+                                          "range": {"type": "object", "nullable": True},
+                                          "zones": {"type": "object"}}},
+                "EvidenceBody": {"type": "object", "required": ["items"], "additionalProperties": False,
+                                 "properties": {"items": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
+                                                          "items": _EVIDENCE_ITEM}}},
+                "EvidenceReply": {"type": "object", "required": ["submission", "accepted", "evidence", "replayed"],
+                                  "properties": {"submission": {"type": "integer"}, "accepted": {"type": "integer"},
+                                                 "evidence": {"type": "array", "items": {"type": "integer"}},
+                                                 "replayed": {"type": "boolean"}}},
+                "ListingsBody": {"type": "object", "required": ["subjects"], "additionalProperties": False,
+                                 "properties": {"subjects": {"type": "array", "minItems": 1, "maxItems": 10000,
+                                                             "items": {"type": "string"}},
+                                                "zone": {"type": "string"}, "category": {"type": "string"},
+                                                "reason": {"type": "string"}, "source": {"type": "string"},
+                                                "expires": {"type": "string", "description": "30m, 6h, 7d or never"}}},
+                "ListingsReply": {"type": "object", "required": ["zone"],
+                                  "properties": {"zone": {"type": "string"}, "added": {"type": "integer"},
+                                                 "refreshed": {"type": "integer"}, "removed": {"type": "integer"}}},
+            },
+        },
+        "paths": {
+            "/v1/lookup/{subject}": {"get": {
+                "summary": "The decision and its trace for an address or domain (as rbl explain --json)",
+                "parameters": [{"name": "subject", "in": "path", "required": True, "schema": {"type": "string"},
+                                "example": "3.5.140.7"}],
+                "responses": {"200": {"description": "the decision", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Lookup"}}}}, **_errors(400, 503)},
+            }},
+            "/v1/evidence": {"post": {
+                "summary": "Remediation evidence from a vendor for subjects in its own ranges; all items or none",
+                "security": bearer,
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "maxLength": 200}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/EvidenceBody"}, "example": EVIDENCE_EXAMPLE}}},
+                "responses": {"202": {"description": "stored", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/EvidenceReply"}}}},
+                    **_errors(400, 401, 403, 409, 413)},
+            }},
+            "/v1/listings": {
+                "post": {"summary": "The operator lists subjects (all or none)", "security": bearer,
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/ListingsBody"}, "example": LISTINGS_EXAMPLE}}},
+                         "responses": {"201": {"description": "listed", "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/ListingsReply"}}}}, **_errors(400, 401, 403)}},
+                "delete": {"summary": "The operator removes listings (all or none)", "security": bearer,
+                           "requestBody": {"required": True, "content": {"application/json": {
+                               "schema": {"$ref": "#/components/schemas/ListingsBody"},
+                               "example": {"subjects": ["192.0.2.44"]}}}},
+                           "responses": {"200": {"description": "removed", "content": {"application/json": {
+                               "schema": {"$ref": "#/components/schemas/ListingsReply"}}}},
+                               **_errors(400, 401, 403, 404)}},
+            },
+            "/openapi.json": {"get": {"summary": "This description",
+                                      "responses": {"200": {"description": "OpenAPI 3",
+                                                            "content": {"application/json": {}}}}}},
+        },
+    }
