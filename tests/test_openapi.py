@@ -60,6 +60,7 @@ def test_a_fuzzer_driven_by_the_description_finds_no_5xx(server, workspace):
                     assert "error" in response.json()
 
         fuzz()
-    assert {"GET /v1/lookup/{subject}", "POST /v1/evidence", "POST /v1/listings", "DELETE /v1/listings"} <= set(statuses)
+    assert {"GET /v1/lookup/{subject}", "POST /v1/evidence", "POST /v1/listings", "DELETE /v1/listings",
+            "GET /v1/vendors/{vendor}"} <= set(statuses)
     assert {200, 400} <= statuses["GET /v1/lookup/{subject}"] and {202, 400, 401, 403} <= statuses["POST /v1/evidence"]
     assert not any("Traceback" in line for line in server.log)

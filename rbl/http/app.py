@@ -177,6 +177,42 @@ class Api:
         return web.json_response({"zone": zone, "added": added, "refreshed": refreshed}, status=201)
 
 
+    async def vendor(self, request: web.Request) -> web.Response:
+        """A vendor's record: score, tier and the numbers behind them, open cases, listings in its space."""
+        from rbl.policy.scores import score_vendor
+        from rbl.store.evidence import vendor_cases
+
+        name = request.match_info["vendor"]
+        token = self._token(request)
+        if token is None:
+            return error(401, "a bearer token is required (the vendor's own, or the operator's)",
+                         headers={"WWW-Authenticate": 'Bearer realm="rbl"'})
+        if token.scope == "vendor" and token.vendor != name:
+            return error(403, "a vendor's token reads that vendor's record only")
+        policy = self.service.policy
+        if policy is None or name not in policy.vendors:
+            return error(404, f"no vendor {name!r} in the policy", field="vendor")
+        store = self.service.reader
+        now = store.clock()
+        rules = policy.listing.remediation
+        zones = tuple(zone.config.origin for zone in self.service.current.zones.values()
+                      if zone.config.serves == "listings")
+        cases, listings = vendor_cases(store, name, policy.ranges_of(name), zones, now - rules.window)
+        score = score_vendor(name, cases, rules, now)
+        info = policy.vendors[name]
+        open_cases = [{"subject": c.subject, "opened_at": c.opened_at.isoformat()} for c in cases
+                      if c.remediated_at is None and not c.false_positive]
+        return web.json_response({
+            "vendor": name, "title": info.title, "abuse": info.abuse or None,
+            "tier": score.tier, "score": score.score, "reason": score.reason, "numbers": score.as_dict(),
+            "rules": {"window_days": rules.window.days, "sla_hours": rules.sla.total_seconds() / 3600,
+                      "recidivism_days": rules.recidivism.days, "min_cases": rules.min_cases,
+                      "cooperative": rules.cooperative, "negligent": rules.negligent},
+            "open_cases": open_cases[:1000],
+            "listings": {"active": sum(row.state == "active" for row in listings), "in_window": len(listings)},
+        })
+
+
 async def _openapi(request: web.Request) -> web.Response:
     from rbl.http.openapi import spec
 
@@ -191,6 +227,7 @@ def make_app(service) -> web.Application:
     app.router.add_post("/v1/evidence", api.evidence)
     app.router.add_post("/v1/listings", api.listings)
     app.router.add_delete("/v1/listings", api.listings)
+    app.router.add_get("/v1/vendors/{vendor}", api.vendor)
     app.router.add_get("/openapi.json", _openapi)
     return app
 

@@ -108,3 +108,49 @@ class EvidenceStore:
             "WHERE vendor = ? ORDER BY id", [vendor])
         keys = ("id", "submission", "subject", "action", "reference", "acted_at", "identity", "received_at")
         return [dict(zip(keys, row)) for row in rows]
+
+
+def vendor_cases(store: ListingStore, vendor: str, ranges, zones: tuple[str, ...], since: dt.datetime) -> tuple[list, list]:
+    """The vendor's cases opened since ``since``, and the listings they come from.
+
+    A case is a listed single address in one of the vendor's ranges; the vendor's
+    evidence covering it (acted on after it was listed) remediates it, or marks it
+    a false positive; a new hit after the remediation is a relisting.
+    """
+    from rbl.policy.evidence import parse_time
+    from rbl.policy.scores import Case
+    from rbl.store.listings import parse_timestamp
+
+    evidence = store.db.execute(
+        "SELECT kind, net, plen, action, acted_at FROM evidence WHERE vendor = ? ORDER BY acted_at", [vendor]).fetchall()
+    marks = ",".join("?" * len(zones))
+    cases, listings = [], []
+    for item in ranges.ranges[1:]:
+        bits = 32 if item.kind == "ip4" else 128
+        width = bits // 8
+        rows = store._rows(
+            f"INDEXED BY listings_net WHERE zone IN ({marks}) AND kind = ? AND net BETWEEN ? AND ? AND plen = ? "
+            "AND exclude = 0 AND first_seen >= ?",
+            [*zones, item.kind, item.net.to_bytes(width, "big"), (item.net + item.size - 1).to_bytes(width, "big"),
+             bits, timestamp(since)])
+        for row in rows:
+            if ranges.find(row.kind, int.from_bytes(row.net, "big")) is not item:
+                continue  # a narrower range of the vendor's holds it: counted there, once
+            address = int.from_bytes(row.net, "big")
+            opened = parse_timestamp(row.first_seen)
+            remediated = None
+            false_positive = False
+            for kind, net, plen, action, acted_at in evidence:
+                covering = kind == row.kind and address >> (bits - plen) == int.from_bytes(net, "big") >> (bits - plen)
+                if not covering:
+                    continue
+                if action == "false_positive":
+                    false_positive = True
+                elif remediated is None and parse_time(acted_at) >= opened:
+                    remediated = parse_time(acted_at)
+            last = parse_timestamp(row.last_seen)
+            relisted = last if remediated is not None and last > remediated and row.state == "active" \
+                and row.remediated_at is None else None
+            cases.append(Case(vendor, row.subject, opened, remediated, relisted, false_positive))
+            listings.append(row)
+    return cases, listings
