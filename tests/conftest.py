@@ -142,14 +142,24 @@ class Server:
                 raise AssertionError(f"not true within {timeout} s; server log:\n{''.join(self.log)}")
             time.sleep(0.02)
 
-    def get(self, path: str) -> tuple[int, dict]:
+    def get(self, path: str, token: str | None = None) -> tuple[int, dict]:
         """GET a route of the real HTTP API: status and JSON body."""
+        return self.http("GET", path, token=token)
+
+    def http(self, method: str, path: str, body=None, token: str | None = None, headers: dict | None = None,
+             raw: bytes | None = None) -> tuple[int, dict]:
+        """One request to the real HTTP API (a JSON body, or raw bytes): status and JSON reply."""
         import json
         import urllib.error
         import urllib.request
 
+        data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())

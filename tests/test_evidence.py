@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import urllib.error
-import urllib.request
 from contextlib import closing
 
 import pytest
@@ -19,16 +16,7 @@ ACTED = "2026-11-27T10:00:00Z"
 
 
 def post(server, body, token=None, headers=None, raw=None) -> tuple[int, dict]:
-    data = raw if raw is not None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/v1/evidence", data=data, method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return server.http("POST", "/v1/evidence", body, token, headers, raw)
 
 
 def token(workspace, *args) -> str:

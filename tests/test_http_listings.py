@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import urllib.error
-import urllib.request
 from contextlib import closing
 
 
 def call(server, method: str, body, token=None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/v1/listings", method=method,
-                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return server.http(method, "/v1/listings", body, token)
 
 
 def test_the_operator_lists_and_delists_over_http(server, workspace):

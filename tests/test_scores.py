@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import urllib.error
-import urllib.request
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,26 +104,15 @@ def test_a_month_of_remediation_in_a_second(tmp_path):
     assert tiers["b"].tier == NEGLIGENT and tiers["b"].score == 0.0
 
 
-def get(server, path, token=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_the_vendor_view_is_for_that_vendor_and_the_operator(server, workspace):
     aws = workspace.rbl("vendor", "token", "create", "aws").stdout.split()[-1]
     operator = workspace.rbl("operator", "token", "create").stdout.split()[-1]
     workspace.rbl("listing", "add", "3.5.140.7", "3.5.140.8")
-    assert get(server, "/v1/vendors/aws")[0] == 401
-    assert get(server, "/v1/vendors/gcp", aws)[0] == 403
-    assert get(server, "/v1/vendors/nope", operator)[0] == 404
+    assert server.get("/v1/vendors/aws")[0] == 401
+    assert server.get("/v1/vendors/gcp", aws)[0] == 403
+    assert server.get("/v1/vendors/nope", operator)[0] == 404
     for token in (aws, operator):
-        status, body = get(server, "/v1/vendors/aws", token)
+        status, body = server.get("/v1/vendors/aws", token)
         assert status == 200 and body["tier"] == "neutral" and body["numbers"]["cases"] == 2
         assert {c["subject"] for c in body["open_cases"]} == {"3.5.140.7", "3.5.140.8"}
         assert body["rules"]["min_cases"] == 10 and "fewer than 10" in body["reason"]

@@ -20,6 +20,11 @@ log = logging.getLogger("rbl.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def unauthorized(whose: str) -> web.Response:
+    return error(401, f"{whose} bearer token is required (Authorization: Bearer TOKEN)",
+                 headers={"WWW-Authenticate": 'Bearer realm="rbl"'})
+
+
 def error(status: int, message: str, headers: dict | None = None, **extra) -> web.Response:
     return web.json_response({"error": message, **{k: v for k, v in extra.items() if v is not None}},
                              status=status, headers=headers)
@@ -79,8 +84,7 @@ class Api:
 
         token = self._token(request)
         if token is None:
-            return error(401, "a vendor's bearer token is required (Authorization: Bearer TOKEN)",
-                         headers={"WWW-Authenticate": 'Bearer realm="rbl"'})
+            return unauthorized("a vendor's")
         if token.scope != "vendor":
             return error(403, "evidence comes with a vendor's token, not the operator's")
         policy = self.service.policy
@@ -127,8 +131,7 @@ class Api:
 
         token = self._token(request)
         if token is None:
-            return error(401, "the operator's bearer token is required (Authorization: Bearer TOKEN)",
-                         headers={"WWW-Authenticate": 'Bearer realm="rbl"'})
+            return unauthorized("the operator's")
         if token.scope != "operator":
             return error(403, "listings are the operator's: a vendor's token cannot change them")
         try:
@@ -185,8 +188,7 @@ class Api:
         name = request.match_info["vendor"]
         token = self._token(request)
         if token is None:
-            return error(401, "a bearer token is required (the vendor's own, or the operator's)",
-                         headers={"WWW-Authenticate": 'Bearer realm="rbl"'})
+            return unauthorized("the vendor's own or the operator's")
         if token.scope == "vendor" and token.vendor != name:
             return error(403, "a vendor's token reads that vendor's record only")
         policy = self.service.policy
