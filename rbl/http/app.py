@@ -64,7 +64,6 @@ class Api:
         result["serial"] = service.current.serial
         return web.Response(text=json.dumps(result, indent=2) + "\n", content_type="application/json")
 
-
     def _token(self, request: web.Request):
         """The bearer token in force, or None. The token is never logged or echoed."""
         from rbl.store.tokens import TokenStore
