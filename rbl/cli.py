@@ -335,9 +335,12 @@ def explain(db, policy, zones, subject, as_json) -> None:
     """
     from rbl.policy.explain import explain as explain_subject, render
     from rbl.policy.vendors import load_policy
+    from rbl.service import vendor_standing
 
+    store, configs, rules = ListingStore(db), load_zones(zones), load_policy(policy)
     try:
-        result = explain_subject(subject, ListingStore(db), load_zones(zones), load_policy(policy))
+        result = explain_subject(subject, store, configs, rules,
+                                 standing=vendor_standing(store, configs, rules, store.clock()))
     except SubjectError as exc:
         raise RblError(f"SUBJECT: {exc}") from None
     click.echo(json.dumps(result, indent=2) if as_json else render(result))

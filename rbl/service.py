@@ -33,6 +33,7 @@ log = logging.getLogger("rbl")
 
 POLL_SECONDS = 0.1  # how often the store is asked whether anything changed (one indexed read)
 REFRESH_SECONDS = 300  # recompile anyway, as decisions depend on time
+STANDING_SECONDS = 5.0  # after a change, the vendors' tiers are scored again at most this often
 KEEP_FILES = 3  # snapshot files kept: a worker may still be opening the one before
 
 
@@ -50,6 +51,8 @@ class Service:
         self._seen: tuple | None = None
         self._next_expiry: str | None = None
         self._built_at = 0.0
+        self.standing = None  # the vendors' tiers the current snapshot was compiled with
+        self._scored_at = 0.0
 
     def _fingerprint(self, policy: Policy | None = None) -> tuple:
         # The policy's files, the feed files it read, and the zone files.
@@ -75,7 +78,9 @@ class Service:
         now = self.store.clock()
         audit_id = self.store.audit_mark()  # read before the listings: later changes get patched
         serial = self.store.next_serial(int(time.time()))
-        snapshot = compile_snapshot(self.store, zones, policy.listing, serial, now, policy.classification)
+        standing = vendor_standing(self.store, zones, policy, now)
+        snapshot = compile_snapshot(self.store, zones, policy.listing, serial, now, policy.classification, standing)
+        self.standing, self._scored_at = standing, time.monotonic()
         # The store's generation from before the read: a change during the compile gets patched.
         files = self._fingerprint(policy)[1] if good else seen[1]
         self._seen, self._zones, self._policy, self._audit_id = (seen[0], files), zones, policy, audit_id
@@ -132,7 +137,10 @@ class Service:
             return self.build()
         now = self.store.clock()
         changes = Changes.of(subjects)
-        zones = {origin: patch_zone(zone, self._policy.listing, self.store, changes, now, self._policy.classification)
+        if self._standing_moved(now) or self._density_moved(changes, now):
+            return self.build()  # a tier or a dense range changes answers far from the change
+        zones = {origin: patch_zone(zone, self._policy.listing, self.store, changes, now,
+                                    self._policy.classification, self.standing)
                  for origin, zone in current.zones.items()}
         serial = self.store.next_serial(int(time.time()))
         self._seen, self._audit_id = seen, newest
@@ -141,6 +149,45 @@ class Service:
         # cost a third of the patch.
         return Snapshot(serial=serial, zones=zones, built_at=time.time(),
                         compile_seconds=time.perf_counter() - started, listings=current.listings)
+
+    def _standing_moved(self, now) -> bool:
+        """Whether a vendor's tier differs from the one the snapshot was compiled with.
+
+        Scoring reads every case in the window, so it runs at most every
+        STANDING_SECONDS: evidence and listings move a tier within seconds.
+        """
+        if self.standing is None or time.monotonic() - self._scored_at < STANDING_SECONDS:
+            return False
+        self._scored_at = time.monotonic()
+        fresh = vendor_standing(self.store, self._zones, self._policy, now)
+        return {v: s.tier for v, s in fresh.scores.items()} != {v: s.tier for v, s in self.standing.scores.items()}
+
+    def _density_moved(self, changes: Changes, now) -> bool:
+        """Whether a changed single address tips a negligent vendor's shared range over or under
+        its density threshold (one indexed count per such range)."""
+        from rbl.policy.remediation import NEGLIGENT
+        from rbl.policy.standing import density_needed
+
+        if self.standing is None:
+            return False
+        classification, listing = self._policy.classification, self._policy.listing
+        for kind, ranges in (("ip4", changes.ip4), ("ip6", changes.ip6)):
+            bits = 32 if kind == "ip4" else 128
+            for lo, _hi, plen in ranges:
+                found = classification.find(kind, lo)
+                if plen != bits or found is None or found.space != "shared" \
+                        or self.standing.tier(found.vendor) != NEGLIGENT:
+                    continue
+                rid = next(i for i, r in enumerate(classification.ranges) if r is found)
+                unit = bits if kind == "ip4" else listing.escalation.prefix(kind)
+                for zone in self.current.zones.values():
+                    if zone.config.serves != "listings":
+                        continue
+                    listed = self.store.count_units(zone.config.origin, kind, found.net, found.plen, unit, now)
+                    was = zone.dense.get(kind)
+                    if (listed >= density_needed(found, listing)) != bool(was is not None and was[rid]):
+                        return True
+        return False
 
     def _time_is_due(self) -> bool:
         """Decisions depend on time: recompile on a timer and when a listing expires."""
@@ -230,6 +277,20 @@ class Service:
                 self.reader.close()
             self.store.close()
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def vendor_standing(store: ListingStore, zones: list, policy: Policy, now):
+    """Every vendor's tier at ``now`` from its cases in the zones that serve listings.
+
+    Tiers change as SLAs run out and evidence arrives: each full compile (on a
+    timer, at least every REFRESH_SECONDS) scores them again.
+    """
+    from rbl.policy.standing import Standing, vendor_scores
+
+    origins = tuple(z.origin for z in zones if z.serves == "listings")
+    columns = store.case_columns(origins, now - policy.listing.remediation.window, now)
+    scores = vendor_scores(columns, policy.classification, policy.listing, now, sorted(policy.vendors))
+    return Standing.of(scores, policy.classification)
 
 
 class WorkerPool:

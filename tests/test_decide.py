@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from rbl.addresses import IP4, IP6, parse_subject
 from rbl.policy.classify import Classification, Range
 from rbl.policy.decide import decide_address
-from rbl.policy.listing import Escalation, ListingPolicy
+from rbl.policy.listing import Escalation, ListingPolicy, Remediation
+from rbl.policy.remediation import TIERS, score_vendor
+from rbl.policy.standing import Standing
 from rbl.store import ListingStore
 from rbl.store.listings import Entry
 from rbl.zone.patch import Changes, patch_zone
@@ -80,6 +82,58 @@ def test_compiled_decisions_agree_with_the_slow_twin_everywhere(items, listed):
         got6 = zone.answers[zone.ip6(value6)]
         want6 = expected_codes(decide_address(IP6, value6, rows, classification, POLICY))
         assert (got6.codes if got6 else ()) == want6, (ipaddress.IPv6Address(value6), got6, want6)
+
+
+def standing_of(classification: Classification, tiers: dict[str, str]) -> Standing:
+    neutral = score_vendor("x", [], POLICY.remediation, NOW)
+    return Standing.of({v: dataclasses.replace(neutral, vendor=v, tier=t) for v, t in tiers.items()}, classification)
+
+
+DENSE = dataclasses.replace(POLICY, remediation=Remediation(density=0.02))
+tier_maps = st.fixed_dictionaries({"aws": st.sampled_from(TIERS), "gcp": st.sampled_from(TIERS)})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ranges, listings, tier_maps)
+def test_tier_dependent_decisions_agree_with_the_slow_twin(items, listed, tiers):
+    """Cooperative: throttle for listed shared addresses; negligent: throttle-range over dense ranges."""
+    classification = classification_of(items)
+    standing = standing_of(classification, tiers)
+    rows = unique_rows(listed)
+    zone, _ = compile_zone(DECIDED, DENSE, rows, (), classification, standing)
+    for offset in range(256):
+        for kind, value in ((IP4, BASE4 + offset), (IP6, BASE6 + offset)):
+            got = zone.answers[zone.ip4(value) if kind == IP4 else zone.ip6(value)]
+            decision = decide_address(kind, value, rows, classification, DENSE, standing=standing)
+            assert (got.codes if got else ()) == expected_codes(decision, DENSE), (kind, value, got, decision.trace)
+            assert "block-range" not in decision.codes or decision.space != "shared"
+
+
+def test_a_cooperative_vendor_throttles_and_a_negligent_ones_dense_range_throttles_range():
+    shared_a = Range(IP4, BASE4, 25, "aws", "shared")
+    shared_b = Range(IP4, BASE4 | 0x80, 25, "gcp", "shared")
+    dedicated_b = Range(IP4, BASE4 | 0xF0, 28, "gcp", "dedicated")
+    classification = Classification([shared_a, shared_b, dedicated_b])
+    policy = ListingPolicy(remediation=Remediation(density=0.05))  # a /25: max(8, ceil(6.4)) = 8 listed
+    standing = standing_of(classification, {"aws": "cooperative", "gcp": "negligent"})
+    rows = [row(IP4, BASE4 | i, 32, "list") for i in range(1, 9)]
+    rows += [row(IP4, BASE4 | 0x80 | i, 32, "list") for i in range(1, 8)]  # 7: below the threshold
+    rows.append(row(IP4, BASE4 | 0x90, 28, "exclude"))
+
+    def codes(zone, offset: int) -> tuple:
+        answer = zone.answers[zone.ip4(BASE4 + offset)]
+        return answer.codes if answer else ()
+
+    zone, _ = compile_zone(DECIDED, policy, rows, (), classification, standing)
+    assert [codes(zone, i) for i in range(1, 9)] == [("127.0.0.4",)] * 8  # throttle, never block-range
+    assert codes(zone, 9) == () and codes(zone, 0x81) == ("127.0.0.2",) and codes(zone, 0xA0) == ()
+    rows.append(row(IP4, BASE4 | 0x88, 32, "list"))  # the 8th: dense
+    zone, _ = compile_zone(DECIDED, policy, rows, (), classification, standing)
+    assert codes(zone, 0x81) == ("127.0.0.2", "127.0.0.5") and codes(zone, 0xA0) == ("127.0.0.5",)
+    assert codes(zone, 0x80) == codes(zone, 0xEF) == ("127.0.0.5",)  # the whole range...
+    assert codes(zone, 0x95) == () and codes(zone, 0xF3) == () and codes(zone, 0x7F) == ()  # ...save holes
+    neutral, _ = compile_zone(DECIDED, policy, rows, (), classification)
+    assert codes(neutral, 1) == ("127.0.0.2",) and codes(neutral, 0xA0) == ()
 
 
 def test_shared_space_lists_addresses_and_never_escalates():

@@ -55,7 +55,7 @@ def test_a_fuzzer_driven_by_the_description_finds_no_5xx(server, workspace):
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
                 response = case.call(base_url=base, headers=headers, timeout=10)
                 statuses.setdefault(operation.label, set()).add(response.status_code)
-                assert response.status_code < 500, (operation.label, case, response.text[:300])
+                assert response.status_code < 500, (operation.label, case, response.text[:300], "".join(server.log[-30:]))
                 if response.status_code >= 400:
                     assert "error" in response.json()
 

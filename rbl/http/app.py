@@ -6,6 +6,8 @@ never an HTML page or a traceback.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -58,7 +60,7 @@ class Api:
             return error(503, "no snapshot is being served yet")
         zones = [zone.config for zone in service.current.zones.values()]
         try:
-            result = explain(subject, service.reader, zones, policy)
+            result = explain(subject, service.reader, zones, policy, standing=service.standing)
         except SubjectError as exc:
             return error(400, f"subject: {exc}", field="subject")
         result["serial"] = service.current.serial
@@ -181,8 +183,10 @@ class Api:
 
     async def vendor(self, request: web.Request) -> web.Response:
         """A vendor's record: score, tier and the numbers behind them, open cases, listings in its space."""
-        from rbl.policy.scores import score_vendor
-        from rbl.store.evidence import vendor_cases
+        import numpy as np
+
+        from rbl.policy.remediation import NONE, microseconds
+        from rbl.policy.standing import range_ids, vendor_scores
 
         name = request.match_info["vendor"]
         token = self._token(request)
@@ -198,19 +202,29 @@ class Api:
         rules = policy.listing.remediation
         zones = tuple(zone.config.origin for zone in self.service.current.zones.values()
                       if zone.config.serves == "listings")
-        cases, listings = vendor_cases(store, name, policy.ranges_of(name), zones, now - rules.window)
-        score = score_vendor(name, cases, rules, now)
+        columns = store.case_columns(zones, now - rules.window, now)
+        score = vendor_scores(columns, policy.classification, policy.listing, now, [name])[name]
+        # Its cases not remediated (nor disputed), oldest first: what the vendor should act on.
+        vendor_ids = [i for i, r in enumerate(policy.classification.ranges) if r is not None and r.vendor == name]
+        open_cases, active = [], 0
+        for part in columns:
+            mine = np.isin(range_ids(policy.classification, part.kind, part.addresses), vendor_ids)
+            active += int((mine & part.active).sum())
+            unresolved = mine & ~part.disputed & ((part.remediated == NONE) | (part.remediated > microseconds(now)))
+            for i in np.flatnonzero(unresolved):
+                opened = dt.datetime.fromtimestamp(int(part.opened[i]) // 1_000_000, dt.timezone.utc)
+                open_cases.append((opened, str(ipaddress.ip_address(int(part.addresses[i]))), bool(part.active[i])))
+        open_cases.sort()
         info = policy.vendors[name]
-        open_cases = [{"subject": c.subject, "opened_at": c.opened_at.isoformat()} for c in cases
-                      if c.remediated_at is None and not c.false_positive]
         return web.json_response({
             "vendor": name, "title": info.title, "abuse": info.abuse or None,
             "tier": score.tier, "score": score.score, "reason": score.reason, "numbers": score.as_dict(),
             "rules": {"window_days": rules.window.days, "sla_hours": rules.sla.total_seconds() / 3600,
                       "recidivism_days": rules.recidivism.days, "min_cases": rules.min_cases,
-                      "cooperative": rules.cooperative, "negligent": rules.negligent},
-            "open_cases": open_cases[:1000],
-            "listings": {"active": sum(row.state == "active" for row in listings), "in_window": len(listings)},
+                      "cooperative": rules.cooperative, "negligent": rules.negligent, "density": rules.density},
+            "open_cases": [{"subject": subject, "opened_at": opened.isoformat(), "listed": listed,
+                            "overdue": now - opened > rules.sla} for opened, subject, listed in open_cases[:1000]],
+            "listings": {"active": active, "in_window": score.cases},
         })
 
 

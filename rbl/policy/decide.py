@@ -11,7 +11,10 @@ classification of address space, and escalation:
 - dedicated and unclassified space: listings as listed, and at least
   ``escalation.addresses`` listed addresses in one /24 (IPv4) or /64 (IPv6)
   add block-range over that prefix, within the one range those addresses are
-  in: it never spills into a neighbour's space.
+  in: it never spills into a neighbour's space;
+- the vendor's standing (:mod:`rbl.policy.standing`): a cooperative vendor's
+  listed shared addresses answer throttle instead of block, and a negligent
+  vendor's dense shared ranges add throttle-range over the whole range.
 
 :func:`decide_window` computes all of it for a window of one address family
 with numpy, for a whole family at once (a full compile) or for the prefixes a
@@ -30,6 +33,8 @@ import numpy as np
 from rbl.addresses import IP4
 from rbl.policy.classify import BITS, DEDICATED, EXCLUDED, QUARANTINE, SHARED, UNCLASSIFIED, Classification
 from rbl.policy.listing import ListingPolicy
+from rbl.policy.remediation import COOPERATIVE, NEGLIGENT
+from rbl.policy.standing import Standing, density_needed
 from rbl.zone.intervals import flatten, overlay_points
 
 EXCLUSION = -1  # a listing exclusion ('!') in the listings layer: a hole, not just "unlisted"
@@ -65,13 +70,19 @@ class Window:
 
 
 def decide_window(window: Window, classification: Classification, policy: ListingPolicy,
-                  with_code) -> tuple[np.ndarray, np.ndarray]:
+                  answers, standing: Standing | None = None,
+                  dense: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Breakpoints and answer indexes covering ``[window.lo, window.hi)``.
 
-    ``with_code(index, name)`` gives the answer index that adds the code called
-    ``name`` to answer ``index`` (0: nothing listed yet). The window's bounds
-    must be multiples of the escalation prefix (or the family's whole space).
+    ``answers.with_code(index, name)`` gives the answer index that adds the code
+    called ``name`` to answer ``index`` (0: nothing listed yet), and
+    ``answers.recoded(index, old, new)`` the one with code ``old`` replaced by
+    ``new``. ``dense``: per range id, the negligent vendors' dense ranges
+    (:func:`rbl.policy.standing.dense_ranges` over the whole family). The
+    window's bounds must be multiples of the escalation prefix (or the family's
+    whole space).
     """
+    with_code = answers.with_code
     kind, lo, hi = window.kind, window.lo, window.hi
     dtype = _dtype(kind)
     bits = BITS[kind]
@@ -90,6 +101,12 @@ def decide_window(window: Window, classification: Classification, policy: Listin
     # Excluded space answers nothing; quarantine space answers quarantine whatever is listed.
     kept = (pspace != EXCLUDED) & (pspace != QUARANTINE)
     points, point_values, pids, pspace = points[kept], point_values[kept], pids[kept], pspace[kept]
+    if standing is not None and len(points):
+        # A cooperative vendor's tenants get throttle: the vendor acts on what it is told.
+        lenient = (pspace == SHARED) & standing.cooperative[pids]
+        if lenient.any():
+            point_values = point_values.copy()
+            point_values[lenient] = _recode(point_values[lenient], "block", "throttle", answers)
 
     # Escalation: count listed addresses per (prefix, range) in owner-accountable space.
     accountable = (pspace == UNCLASSIFIED) | (pspace == DEDICATED)
@@ -127,12 +144,29 @@ def decide_window(window: Window, classification: Classification, policy: Listin
         point_values = point_values.copy()
         point_values[point_hit] = _add_code(point_values[point_hit], "block-range", with_code)
 
+    if dense is not None and dense.any():
+        # A negligent vendor's densely listed shared range: throttle-range over all of it,
+        # save listing exclusions; its listed addresses keep their own codes beside it.
+        hit = dense[ids] & (listed != EXCLUSION)
+        values[hit] = _add_code(values[hit], "throttle-range", with_code)
+        point_hit = dense[pids]
+        if point_hit.any():
+            point_values = point_values.copy()
+            point_values[point_hit] = _add_code(point_values[point_hit], "throttle-range", with_code)
+
     starts, out = overlay_points(positions, values, points, point_values, hi)
     fixed = [(a, v) for a, v in window.fixed if lo <= a < hi]
     if fixed:
         starts, out = overlay_points(starts, out, np.array([a for a, _ in fixed], dtype=dtype),
                                np.array([v for _, v in fixed], dtype=np.int64), hi)
     return compress(starts, out)
+
+
+def _recode(values: np.ndarray, old: str, new: str, answers) -> np.ndarray:
+    out = values.copy()
+    for value in np.unique(values):
+        out[values == value] = answers.recoded(int(value), old, new)
+    return out
 
 
 def _add_code(values: np.ndarray, name: str, with_code) -> np.ndarray:
@@ -152,15 +186,17 @@ class Decision:
     listing: tuple | None  # the store row that lists it, if any
     escalation: dict | None  # prefix, listed count, threshold, applied
     trace: list[str] = field(default_factory=list)
+    density: dict | None = None  # a negligent vendor's shared range: range, listed units, threshold, applied
 
 
 def decide_address(kind: str, value: int, rows, classification: Classification, policy: ListingPolicy,
-                   test_point: str | None = None) -> Decision:
+                   test_point: str | None = None, standing: Standing | None = None) -> Decision:
     """Decide one address from the serving rows around it, one rule at a time.
 
     ``rows`` are store rows ``(kind, net, plen, subject, exclude, code, txt)``:
     at least every row covering the address and every single address listed in
-    its escalation prefix (more do no harm). The slow twin of
+    its escalation prefix, and in its whole range when that is a negligent
+    vendor's shared range (more do no harm). The slow twin of
     :func:`decide_window`, and what ``rbl explain`` prints.
     """
     from rbl.policy.classify import SPACE_NAMES
@@ -201,11 +237,20 @@ def decide_address(kind: str, value: int, rows, classification: Classification, 
         trace.append("not listed")
     elif innermost[4]:
         trace.append(f"not listed: the exclusion {innermost[3]} cuts a hole in the listings")
+    elif host is not None and space == "shared":
+        tier = standing.tier(found.vendor) if standing is not None else None
+        name = _code_name(innermost)
+        if name == "block" and tier == COOPERATIVE:
+            codes.append("throttle")
+            trace.append(f"listed as {innermost[3]}: throttle, not block, as {found.vendor} is cooperative "
+                         f"({standing.scores[found.vendor].reason})")
+        else:
+            codes.append(name)
+            trace.append(f"listed as {innermost[3]}: {name}, this address only ({found.vendor}'s tier: "
+                         f"{tier or 'not scored'})")
     elif host is not None:
         codes.append(_code_name(innermost))
-        trace.append(f"listed as {innermost[3]}: {codes[-1]}, this address only (the vendor's tier is neutral "
-                     "until its remediation is scored)" if space == "shared"
-                     else f"listed as {innermost[3]}: {codes[-1]}")
+        trace.append(f"listed as {innermost[3]}: {codes[-1]}")
     elif space == "shared":
         trace.append(f"{innermost[3]} is listed, but shared space is listed one address at a time: not applied here")
     else:
@@ -218,6 +263,8 @@ def decide_address(kind: str, value: int, rows, classification: Classification, 
     network = _cidr(kind, prefix, prefix_len)
     if space == "shared":
         trace.append("shared space never escalates to block-range")
+        if standing is not None and standing.tier(found.vendor) == NEGLIGENT:
+            codes += _density(kind, rows, found, classification, policy, innermost, host, decision)
         decision.codes = tuple(codes)
         return decision
     hosts = set()
@@ -244,6 +291,35 @@ def decide_address(kind: str, value: int, rows, classification: Classification, 
                      f"escalation at {policy.escalation.addresses}: no block-range")
     decision.codes = tuple(codes)
     return decision
+
+
+def _density(kind: str, rows, found, classification: Classification, policy: ListingPolicy, innermost, host,
+             decision: Decision) -> list[str]:
+    """A negligent vendor's shared range: throttle-range when densely listed."""
+    bits = BITS[kind]
+    unit = 0 if kind == IP4 else bits - policy.escalation.prefix(kind)
+    units = set()
+    for row in rows:
+        rkind, net, plen, exclude = row[0], row[1], row[2], row[4]
+        if rkind == kind and plen == bits and not exclude:
+            address = int.from_bytes(net, "big")
+            if classification.find(kind, address) is found:
+                units.add(address >> unit)
+    needed = density_needed(found, policy)
+    holed = innermost is not None and innermost[4] and host is None
+    applied = len(units) >= needed and not holed
+    what = "addresses" if kind == IP4 else f"/{policy.escalation.prefix(kind)}s"
+    decision.density = {"range": found.cidr, "listed": len(units), "threshold": needed, "applied": applied}
+    if applied:
+        decision.trace.append(f"{found.vendor} is negligent and {len(units)} {what} of {found.cidr} are listed, "
+                              f"threshold {needed}: throttle-range over the range")
+        return ["throttle-range"]
+    if len(units) >= needed:
+        decision.trace.append(f"{found.cidr} is densely listed, but the exclusion keeps this address out")
+    else:
+        decision.trace.append(f"{found.vendor} is negligent; {len(units)} {what} of {found.cidr} listed, "
+                              f"throttle-range at {needed}")
+    return []
 
 
 def _code_name(row) -> str:

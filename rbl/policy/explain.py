@@ -13,6 +13,8 @@ from rbl.addresses import BOTH, DOMAIN, EXACT, IP4, SUBDOMAINS, Subject, parse_s
 from rbl.errors import SubjectError
 from rbl.policy.classify import BITS
 from rbl.policy.decide import decide_address
+from rbl.policy.remediation import NEGLIGENT
+from rbl.policy.standing import Standing
 from rbl.policy.vendors import Policy
 from rbl.store.listings import ListingStore, timestamp
 from rbl.zone.config import CLOUD_CODES, ZoneConfig
@@ -21,8 +23,10 @@ _TEST_POINTS = {0x7F000002: "listed", 0x7F000001: "not listed"}
 
 
 def explain(text: str, store: ListingStore, zones: list[ZoneConfig], policy: Policy,
-            now: dt.datetime | None = None) -> dict:
+            now: dt.datetime | None = None, standing: Standing | None = None) -> dict:
     """The decision and its trace for an address or a domain, in every zone.
+
+    ``standing``: the vendors' tiers the answers were compiled with (None: every vendor neutral).
 
     :raises SubjectError: when ``text`` is neither an address nor a domain.
     """
@@ -41,7 +45,7 @@ def explain(text: str, store: ListingStore, zones: list[ZoneConfig], policy: Pol
             vendor = policy.vendors[found.vendor]
             out["range"].update(title=vendor.title, abuse=vendor.abuse or None)
     for zone in zones:
-        out["zones"][zone.origin] = _zone(subject, store, zone, policy, now)
+        out["zones"][zone.origin] = _zone(subject, store, zone, policy, now, standing)
     out["listed"] = any(z["codes"] for name, z in out["zones"].items() if z["serves"] != "cloud")
     return out
 
@@ -56,7 +60,8 @@ def _code(codes: dict[str, str], name: str) -> str:
     return f"127.0.0.{name}" if name.isdigit() else name  # a listing's own code, as rbldnsd writes it
 
 
-def _zone(subject: Subject, store: ListingStore, zone: ZoneConfig, policy: Policy, now: dt.datetime) -> dict:
+def _zone(subject: Subject, store: ListingStore, zone: ZoneConfig, policy: Policy, now: dt.datetime,
+          standing: Standing | None) -> dict:
     query = f"{reverse_name(subject) if subject.kind != DOMAIN else subject.domain}.{zone.origin}"
     result: dict = {"query": query, "serves": zone.serves, "codes": [], "trace": []}
     if zone.serves == "cloud":
@@ -81,7 +86,9 @@ def _zone(subject: Subject, store: ListingStore, zone: ZoneConfig, policy: Polic
                                f"expires {row.expires_at or 'never'}"
                                + (f", reason: {row.reason}" if row.reason else "")
                                + (f"; the vendor remediated it at {row.remediated_at} (evidence accepted): "
-                                  "throttle until it expires" if row.remediated_at else ""))
+                                  "throttle until it expires" if row.code == "throttle" and row.remediated_at else "")
+                               + (f"; listed again at {row.relisted_at}, after the vendor's remediation at "
+                                  f"{row.remediated_at}" if row.relisted_at and row.code != "throttle" else ""))
     if subject.kind == DOMAIN:
         return _domain(subject, listings, zone, policy, result)
     codes = _codes(zone, policy)
@@ -99,11 +106,18 @@ def _zone(subject: Subject, store: ListingStore, zone: ZoneConfig, policy: Polic
     bits = BITS[subject.kind]
     net = subject.net >> (bits - prefix) << (bits - prefix)
     rows = store.overlapping(zone.origin, subject.kind, net, prefix, now)
-    decision = decide_address(subject.kind, subject.net, rows, policy.classification, policy.listing, test_point)
+    found = policy.classification.find(subject.kind, subject.net)
+    if standing is not None and found is not None and found.space == "shared" \
+            and standing.tier(found.vendor) == NEGLIGENT and found.plen < prefix:
+        rows = store.overlapping(zone.origin, subject.kind, found.net, found.plen, now)  # its density counts
+    decision = decide_address(subject.kind, subject.net, rows, policy.classification, policy.listing, test_point,
+                              standing)
     result["codes"] = [_code(codes, name) for name in decision.codes]
     result["names"] = list(decision.codes)
     result["space"] = decision.space
     result["escalation"] = decision.escalation
+    if decision.density is not None:
+        result["density"] = decision.density
     result["trace"] += decision.trace
     return result
 

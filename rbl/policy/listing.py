@@ -25,6 +25,7 @@ Every number of DESIGN section 4's decision table lives here. Example::
       min_cases: 10        # fewer cases: tier neutral
       cooperative: 0.8     # score at or above: cooperative
       negligent: 0.4       # score below: negligent
+      density: 0.02        # negligent vendor: a shared range this densely listed answers throttle-range
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class Escalation:
 
 @dataclass(frozen=True)
 class Remediation:
-    """How a vendor's cases are scored into a tier (used from the remediation issue on)."""
+    """How a vendor's cases are scored into a tier, and what a negligent vendor's tier does."""
 
     window: dt.timedelta = dt.timedelta(days=30)
     sla: dt.timedelta = dt.timedelta(hours=24)
@@ -122,6 +123,9 @@ class Remediation:
     min_cases: int = 10
     cooperative: float = 0.8
     negligent: float = 0.4
+    # A negligent vendor's shared range with this share of its units listed (an address
+    # in IPv4, an escalation prefix in IPv6; at least escalation.addresses) answers throttle-range.
+    density: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
     remediation = Remediation()
     if "remediation" in data:
         node = yamlfile.check_keys(data["remediation"],
-                                   {"window", "sla", "recidivism", "min_cases", "cooperative", "negligent"},
+                                   {"window", "sla", "recidivism", "min_cases", "cooperative", "negligent", "density"},
                                    set(), "remediation", name, data.where("remediation"))
         remediation = Remediation(
             window=_duration(node, "window", remediation.window),
@@ -223,6 +227,7 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
             min_cases=_number(node, "min_cases", remediation.min_cases, int, 0),
             cooperative=_number(node, "cooperative", remediation.cooperative, float, 0, 1),
             negligent=_number(node, "negligent", remediation.negligent, float, 0, 1),
+            density=_number(node, "density", remediation.density, float, 0, 1),
         )
         if remediation.negligent > remediation.cooperative:
             raise node.error("negligent must not be above cooperative", "negligent")

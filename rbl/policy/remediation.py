@@ -63,9 +63,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+
+import numpy as np
 
 from rbl.policy.listing import Remediation
 
@@ -197,6 +199,11 @@ def score_vendor(vendor: str, cases: Iterable[Case], rules: Remediation, now: dt
         elif now - case.remediated_at > rules.recidivism:
             durable += 1
         # else: still inside the recidivism window, not relisted yet: pending, in no denominator.
+    return _score(vendor, counted, in_time, late, still_open, durable, relisted, start, rules)
+
+
+def _score(vendor: str, counted: int, in_time: int, late: int, still_open: int, durable: int, relisted: int,
+           start: dt.datetime, rules: Remediation) -> Score:
     overdue = counted - in_time - late - still_open
     shares = [Fraction(n, d) for n, d in ((in_time, in_time + late + overdue), (durable, durable + relisted)) if d]
     exact = sum(shares, Fraction(0)) / len(shares) if shares else None
@@ -239,3 +246,46 @@ def tiers(cases: Iterable[Case], rules: Remediation, now: dt.datetime, vendors: 
     for case in cases:
         by_vendor[case.vendor].append(case)
     return {vendor: score_vendor(vendor, by_vendor.get(vendor, ()), rules, now) for vendor in vendors}
+
+
+NONE = -(1 << 62)  # "no such time" in the arrays of :func:`score_arrays`
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_US = dt.timedelta(microseconds=1)
+
+
+def microseconds(moment: dt.datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch: exact, unlike a float."""
+    return (moment - _EPOCH) // _US
+
+
+def score_arrays(vendor: np.ndarray, opened: np.ndarray, remediated: np.ndarray, relisted: np.ndarray,
+                 disputed: np.ndarray, vendors: Sequence[str], rules: Remediation,
+                 now: dt.datetime) -> dict[str, Score]:
+    """:func:`tiers` over columns instead of :class:`Case` objects: the compile's fast twin.
+
+    Row ``i`` is a case of ``vendors[vendor[i]]`` (``vendor[i] < 0``: nobody's);
+    times are int64 microseconds since the epoch, :data:`NONE` where there is
+    none; ``disputed`` marks false positives. Same definitions, same numbers.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime (UTC)")
+    at = microseconds(now)
+    start = now - rules.window
+    sla, recidivism = rules.sla // _US, rules.recidivism // _US
+    counted = (vendor >= 0) & ~disputed & (opened >= microseconds(start)) & (opened <= at)
+    fixed = counted & (remediated != NONE) & (remediated <= at)
+    still_open = counted & ~fixed & (at - opened <= sla)
+    in_time = fixed & (remediated - opened <= sla)
+    late = fixed & ~in_time
+    again = fixed & (relisted != NONE) & (remediated <= relisted) & (relisted <= at) \
+        & (relisted - remediated <= recidivism)
+    durable = fixed & ~again & (at - remediated > recidivism)
+    size = len(vendors)
+    ids = np.where(vendor >= 0, vendor, 0)
+
+    def per_vendor(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(ids[mask], minlength=size)
+
+    columns = [per_vendor(m) for m in (counted, in_time, late, still_open, durable, again)]
+    return {name: _score(name, *(int(column[i]) for column in columns), start, rules)
+            for i, name in enumerate(vendors)}

@@ -74,33 +74,54 @@ class EvidenceStore:
                 ids.append(cursor.lastrowid)
                 conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
                              [stamp, actor, "evidence", subject.text, None, json.dumps(record)])
-                if remediation is not None and item.action != "false_positive":
-                    self._remediate(conn, item, remediation, stamp, actor)
+                if remediation is not None:
+                    if item.action == "false_positive":
+                        self._dispute(conn, item, remediation, stamp, actor)
+                    else:
+                        self._remediate(conn, item, remediation, stamp, actor)
         return Submission(submission, vendor, len(items), ids, False)
 
-    def _remediate(self, conn, item: Item, remediation: Remediation, stamp: str, actor: str) -> None:
-        """DESIGN section 4: shared space, evidence accepted for this address: throttle until the
-        shortened expiry (acted_at + expiry.remediated), then gone. Other space is not touched."""
+    def _covered(self, item: Item, zones: tuple[str, ...], stamp: str) -> list:
+        """The active single-address listings in ``zones`` that the item's subject covers."""
         subject = item.subject
         bits = 32 if subject.kind == "ip4" else 128
         width = bits // 8
         lo = subject.net.to_bytes(width, "big")
         hi = (subject.net | ((1 << (bits - subject.plen)) - 1)).to_bytes(width, "big")
-        marks = ",".join("?" * len(remediation.zones))
-        rows = self.store._rows(
+        marks = ",".join("?" * len(zones))
+        return self.store._rows(
             f"INDEXED BY listings_net WHERE zone IN ({marks}) AND kind = ? AND net BETWEEN ? AND ? AND plen = ? "
             "AND exclude = 0 AND state = 'active' AND (expires_at IS NULL OR expires_at > ?)",
-            [*remediation.zones, subject.kind, lo, hi, bits, stamp])
+            [*zones, subject.kind, lo, hi, bits, stamp])
+
+    def _remediate(self, conn, item: Item, remediation: Remediation, stamp: str, actor: str) -> None:
+        """DESIGN section 4: shared space, evidence accepted for this address: throttle until the
+        shortened expiry (acted_at + expiry.remediated), then gone. Other space is not touched."""
+        acted = timestamp(item.acted_at)
         ends = timestamp(item.acted_at + remediation.lasts)
-        for old in rows:
-            if old.first_seen > timestamp(item.acted_at) or not remediation.shared(old.kind, int.from_bytes(old.net, "big")):
-                continue  # listed after the vendor acted: new abuse, not remediated; or not shared space
+        for old in self._covered(item, remediation.zones, stamp):
+            listed = max(old.first_seen, old.relisted_at or "")
+            if listed > acted or not remediation.shared(old.kind, int.from_bytes(old.net, "big")):
+                continue  # listed (again) after the vendor acted: new abuse, not remediated; or not shared space
+            fixed = old.remediated_at is not None and (old.relisted_at is None or old.relisted_at <= old.remediated_at)
+            when = min(old.remediated_at, acted) if fixed else acted  # a second report does not make it later
             expires = ends if old.expires_at is None else min(old.expires_at, ends)
             conn.execute("UPDATE listings SET code = 'throttle', remediated_at = ?, expires_at = ? WHERE id = ?",
-                         [timestamp(item.acted_at), expires, old.id])
-            after = dict(old.as_dict(), code="throttle", remediated_at=timestamp(item.acted_at), expires_at=expires)
+                         [when, expires, old.id])
+            after = dict(old.as_dict(), code="throttle", remediated_at=when, expires_at=expires)
             conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
                          [stamp, actor, "remediate", old.subject, json.dumps(old.as_dict()), json.dumps(after)])
+
+    def _dispute(self, conn, item: Item, remediation: Remediation, stamp: str, actor: str) -> None:
+        """A false positive report: the case leaves the vendor's score until the operator reviews
+        it; the listing itself stays (only the operator delists)."""
+        for old in self._covered(item, remediation.zones, stamp):
+            if old.disputed_at is not None:
+                continue
+            conn.execute("UPDATE listings SET disputed_at = ? WHERE id = ?", [stamp, old.id])
+            after = dict(old.as_dict(), disputed_at=stamp)
+            conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+                         [stamp, actor, "dispute", old.subject, json.dumps(old.as_dict()), json.dumps(after)])
 
     def of_vendor(self, vendor: str) -> list[dict]:
         rows = self.store.db.execute(
@@ -110,47 +131,31 @@ class EvidenceStore:
         return [dict(zip(keys, row)) for row in rows]
 
 
-def vendor_cases(store: ListingStore, vendor: str, ranges, zones: tuple[str, ...], since: dt.datetime) -> tuple[list, list]:
-    """The vendor's cases opened since ``since``, and the listings they come from.
+def vendor_cases(store: ListingStore, classification, vendor: str, zones: tuple[str, ...],
+                 since: dt.datetime) -> tuple[list, list]:
+    """The vendor's cases first seen since ``since``, one by one, and the listings they come from.
 
-    A case is a listed single address in one of the vendor's ranges; the vendor's
-    evidence covering it (acted on after it was listed) remediates it, or marks it
-    a false positive; a new hit after the remediation is a relisting.
+    The slow twin of :func:`rbl.policy.standing.vendor_scores` (which counts the same
+    cases as columns): a case is a single listed address, expired or not, whose
+    deciding range in ``classification`` is the vendor's.
     """
-    from rbl.policy.evidence import parse_time
-    from rbl.policy.scores import Case
+    from rbl.policy.remediation import Case
     from rbl.store.listings import parse_timestamp
 
-    evidence = store.db.execute(
-        "SELECT kind, net, plen, action, acted_at FROM evidence WHERE vendor = ? ORDER BY acted_at", [vendor]).fetchall()
+    def moment(text: str | None) -> dt.datetime | None:
+        return parse_timestamp(text) if text is not None else None
+
     marks = ",".join("?" * len(zones))
+    rows = store._rows(
+        f"WHERE zone IN ({marks}) AND exclude = 0 AND first_seen >= ? "
+        "AND ((kind = 'ip4' AND plen = 32) OR (kind = 'ip6' AND plen = 128)) ORDER BY id",
+        [*zones, timestamp(since)])
     cases, listings = [], []
-    for item in ranges.ranges[1:]:
-        bits = 32 if item.kind == "ip4" else 128
-        width = bits // 8
-        rows = store._rows(
-            f"INDEXED BY listings_net WHERE zone IN ({marks}) AND kind = ? AND net BETWEEN ? AND ? AND plen = ? "
-            "AND exclude = 0 AND first_seen >= ?",
-            [*zones, item.kind, item.net.to_bytes(width, "big"), (item.net + item.size - 1).to_bytes(width, "big"),
-             bits, timestamp(since)])
-        for row in rows:
-            if ranges.find(row.kind, int.from_bytes(row.net, "big")) is not item:
-                continue  # a narrower range of the vendor's holds it: counted there, once
-            address = int.from_bytes(row.net, "big")
-            opened = parse_timestamp(row.first_seen)
-            remediated = None
-            false_positive = False
-            for kind, net, plen, action, acted_at in evidence:
-                covering = kind == row.kind and address >> (bits - plen) == int.from_bytes(net, "big") >> (bits - plen)
-                if not covering:
-                    continue
-                if action == "false_positive":
-                    false_positive = True
-                elif remediated is None and parse_time(acted_at) >= opened:
-                    remediated = parse_time(acted_at)
-            last = parse_timestamp(row.last_seen)
-            relisted = last if remediated is not None and last > remediated and row.state == "active" \
-                and row.remediated_at is None else None
-            cases.append(Case(vendor, row.subject, opened, remediated, relisted, false_positive))
-            listings.append(row)
+    for row in rows:
+        found = classification.find(row.kind, int.from_bytes(row.net, "big"))
+        if found is None or found.vendor != vendor:
+            continue
+        cases.append(Case(vendor, row.subject, parse_timestamp(row.first_seen), moment(row.remediated_at),
+                          moment(row.relisted_at), row.disputed_at is not None))
+        listings.append(row)
     return cases, listings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ _SINGLE_IP4 = "kind = 'ip4' AND plen = 32 AND exclude = 0"
 
 _COLUMNS = (
     "zone subject kind net plen exclude code txt category reason source "
-    "first_seen last_seen hits expires_at state lifetime remediated_at"
+    "first_seen last_seen hits expires_at state lifetime remediated_at relisted_at disputed_at"
 ).split()
 
 
@@ -61,6 +61,8 @@ class Listing:
     state: str
     lifetime: int | None = None  # seconds it was given to live; None: never expires
     remediated_at: str | None = None  # the vendor's accepted evidence says it acted then (shared space)
+    relisted_at: str | None = None  # listed again after that remediation: recidivism, if soon
+    disputed_at: str | None = None  # the vendor reported it a false positive then
     id: int | None = field(default=None)
 
     def as_dict(self) -> dict:
@@ -234,6 +236,72 @@ class ListingStore:
         )
         return [(code, txt, bytes.fromhex(packed)) for code, txt, packed in rows]
 
+    def count_units(self, zone: str, kind: str, net: int, plen: int, unit: int, now: dt.datetime) -> int:
+        """Distinct /``unit`` prefixes among the single addresses listed in net/plen now."""
+        bits = 32 if kind == "ip4" else 128
+        width = bits // 8
+        whole = unit >= bits or unit % 8 == 0
+        key = "net" if unit >= bits else f"substr(net, 1, {unit // 8})" if whole else "net"
+        rows = self.db.execute(
+            f"SELECT {'count(DISTINCT ' + key + ')' if whole else 'net'} FROM listings INDEXED BY listings_net "
+            "WHERE zone = ? AND kind = ? AND net BETWEEN ? AND ? AND plen = ? AND exclude = 0 AND state = 'active' "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            [zone, kind, net.to_bytes(width, "big"), (net | ((1 << (bits - plen)) - 1)).to_bytes(width, "big"),
+             bits, timestamp(now)]).fetchall()
+        if whole:
+            return rows[0][0]
+        return len({int.from_bytes(n, "big") >> (bits - unit) for (n,) in rows})  # a prefix off byte bounds
+
+    def case_columns(self, zones: Sequence[str], since: dt.datetime, now: dt.datetime) -> list:
+        """Single listed addresses first seen since ``since`` in ``zones``, expired ones too, as
+        :class:`rbl.policy.standing.CaseColumns` per family: every vendor's cases are among them.
+
+        SQLite concatenates IPv4 addresses and fixed-width epoch seconds itself, so a
+        million cases cost no Python object each.
+        """
+        import numpy as np
+
+        from rbl.policy.remediation import NONE
+        from rbl.policy.standing import CaseColumns
+
+        if not zones:
+            return []
+        marks = ",".join("?" * len(zones))
+        where = f"zone IN ({marks}) AND exclude = 0 AND first_seen >= ?"
+        args = [*zones, timestamp(since)]
+        times = ("first_seen", "remediated_at", "relisted_at")
+        seconds = ", ".join(f"group_concat(printf('%012d', coalesce(CAST(strftime('%s', {c}) AS INTEGER), -1)), '')"
+                            for c in times)
+        active = "(state = 'active' AND (expires_at IS NULL OR expires_at > ?))"
+        packed, *columns, disputed, listed = self.db.execute(
+            f"SELECT group_concat(hex(net), ''), {seconds}, group_concat(disputed_at IS NOT NULL, ''), "
+            f"group_concat({active}, '') FROM listings WHERE kind = 'ip4' AND plen = 32 AND {where}",
+            [timestamp(now), *args]).fetchone()
+
+        def microseconds(values: np.ndarray) -> np.ndarray:
+            return np.where(values < 0, NONE, values * 1_000_000)
+
+        out = []
+        if packed:
+            addresses = np.frombuffer(bytes.fromhex(packed), dtype=">u4").astype(np.int64)
+            opened, remediated, relisted = (microseconds(np.frombuffer(c.encode(), dtype="S12").astype(np.int64))
+                                            for c in columns)
+            out.append(CaseColumns("ip4", addresses, opened, remediated, relisted,
+                                   np.frombuffer(disputed.encode(), dtype="S1") == b"1",
+                                   np.frombuffer(listed.encode(), dtype="S1") == b"1"))
+        plain = ", ".join(f"coalesce(CAST(strftime('%s', {c}) AS INTEGER), -1)" for c in times)
+        rows = self.db.execute(
+            f"SELECT net, {plain}, disputed_at IS NOT NULL, {active} "
+            f"FROM listings WHERE kind = 'ip6' AND plen = 128 AND {where}", [timestamp(now), *args]).fetchall()
+        if rows:
+            addresses = np.array([int.from_bytes(r[0], "big") for r in rows], dtype=object)
+            opened, remediated, relisted = (microseconds(np.array([r[i] for r in rows], dtype=np.int64))
+                                            for i in (1, 2, 3))
+            out.append(CaseColumns("ip6", addresses, opened, remediated, relisted,
+                                   np.array([bool(r[4]) for r in rows], dtype=bool),
+                                   np.array([bool(r[5]) for r in rows], dtype=bool)))
+        return out
+
     def next_expiry(self, now: dt.datetime) -> str | None:
         """When the next active listing expires, so a server recompiles then."""
         row = self.db.execute(
@@ -310,6 +378,11 @@ class ListingStore:
                 expires_at=timestamp(now + lifetime) if lifetime is not None else None,
                 state="active",
                 lifetime=int(lifetime.total_seconds()) if lifetime is not None else None,
+                # The case's history stays; a hit after a remediation is a relisting (the first
+                # one after the latest remediation counts), and the code goes back to block.
+                remediated_at=old.remediated_at if old else None,
+                relisted_at=_relisted(old, stamp),
+                disputed_at=old.disputed_at if old else None,
             )
             added += old is None or old.state != "active"
             rows.append([getattr(new, c) for c in _COLUMNS])
@@ -369,6 +442,14 @@ def _lifetime(old: Listing | None, now: dt.datetime, stamp: str, requested: dt.t
     # Ended: expired (at its expires_at) or removed (at its last_seen).
     ended = old.expires_at if old.state == "active" else old.last_seen
     return repeat.lifetime(previous, parse_timestamp(ended), now, requested)
+
+
+def _relisted(old: Listing | None, stamp: str) -> str | None:
+    if old is None:
+        return None
+    if old.remediated_at is not None and (old.relisted_at is None or old.relisted_at < old.remediated_at):
+        return max(stamp, old.remediated_at)
+    return old.relisted_at
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:

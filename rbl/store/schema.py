@@ -151,6 +151,15 @@ def _remediated(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE listings ADD COLUMN remediated_at TEXT")
 
 
+def _case_history(db: sqlite_utils.Database) -> None:
+    # A listing is a vendor's case (DESIGN section 4): besides when it was remediated, the
+    # score needs when it was listed again after that (recidivism) and whether the vendor
+    # disputed it (a false positive counts neither way). remediated_at stays set after a
+    # relisting: it is history now, and the code says what is served.
+    db.execute("ALTER TABLE listings ADD COLUMN relisted_at TEXT")
+    db.execute("ALTER TABLE listings ADD COLUMN disputed_at TEXT")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -159,6 +168,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0005_tokens", _tokens),
     ("0006_evidence", _evidence),
     ("0007_listing_remediated", _remediated),
+    ("0008_case_history", _case_history),
 ]
 
 

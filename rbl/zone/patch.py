@@ -139,11 +139,13 @@ def splice_ip4(starts, values, patches) -> tuple[array, array]:
 
 
 def _decided_patches(store, zone: ZoneSnapshot, table: AnswerTable, kind: str, ranges, now: dt.datetime,
-                     policy: ListingPolicy, classification: Classification, fixed) -> list:
+                     policy: ListingPolicy, classification: Classification, fixed, standing) -> list:
     """Patches for a zone decided by policy: whole escalation prefixes, recomputed.
 
     Escalation depends on every listed address of a prefix, so a change
-    recomputes the prefixes it lies in (or the CIDR, when wider).
+    recomputes the prefixes it lies in (or the CIDR, when wider). A negligent
+    vendor's dense ranges stay as the last full compile found them: density
+    depends on a whole range, which the next full compile (on a timer) counts.
     """
     bits = 32 if kind == IP4 else 128
     prefix = policy.escalation.prefix(kind)
@@ -157,13 +159,13 @@ def _decided_patches(store, zone: ZoneSnapshot, table: AnswerTable, kind: str, r
     for lo, hi, plen in _outermost(widened):
         window = Window(kind, lo, hi, fixed=fixed)
         decided_windows(store.overlapping(zone.config.origin, kind, lo, plen, now), table, {kind: window})
-        starts, values = decide_window(window, classification, policy, table.with_code)
+        starts, values = decide_window(window, classification, policy, table, standing, zone.dense.get(kind))
         patches.append((lo, hi, [int(x) for x in starts], [int(x) for x in values]))
     return patches
 
 
 def patch_zone(zone: ZoneSnapshot, policy: ListingPolicy, store, changes: Changes,
-               now: dt.datetime, classification: Classification | None = None) -> ZoneSnapshot:
+               now: dt.datetime, classification: Classification | None = None, standing=None) -> ZoneSnapshot:
     """A new zone snapshot: the old one with the changed ranges recomputed from the store."""
     if zone.config.serves == "cloud":
         return zone  # answers from policy alone: a listing changes nothing there
@@ -175,7 +177,8 @@ def patch_zone(zone: ZoneSnapshot, policy: ListingPolicy, store, changes: Change
     if changes.ip4:
         if decided:
             fixed = [(lo, value) for lo, _hi, _p, value in points4]
-            patches = _decided_patches(store, zone, table, IP4, changes.ip4, now, policy, classification, fixed)
+            patches = _decided_patches(store, zone, table, IP4, changes.ip4, now, policy, classification, fixed,
+                                       standing)
         else:
             patches = _patches(store, zone, table, IP4, changes.ip4, now, points4)
         fields["ip4_starts"], fields["ip4_values"] = splice_ip4(zone.ip4_starts, zone.ip4_values, patches)
@@ -183,7 +186,7 @@ def patch_zone(zone: ZoneSnapshot, policy: ListingPolicy, store, changes: Change
     if changes.ip6:
         old = [(h << 64) | lo for h, lo in zip(zone.ip6_hi, zone.ip6_lo)]
         if decided:
-            patches = _decided_patches(store, zone, table, IP6, changes.ip6, now, policy, classification, ())
+            patches = _decided_patches(store, zone, table, IP6, changes.ip6, now, policy, classification, (), standing)
         else:
             patches = _patches(store, zone, table, IP6, changes.ip6, now, [])
         starts, values = splice(old, zone.ip6_values.tolist(), patches, 1 << 128)

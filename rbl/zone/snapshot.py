@@ -110,6 +110,9 @@ class ZoneSnapshot:
     domain_values: array
     malformed: int = NXDOMAIN  # what a malformed address-shaped name answers
     answers_digest: str = ""  # set when read from a file: names the answer table's content
+    # Per family, per classification range id: the negligent vendors' dense ranges as the
+    # last full compile found them; patches reuse them (held by the primary, not in the file).
+    dense: dict = field(default_factory=dict)
     origin: bytes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -257,6 +260,7 @@ class AnswerTable:
         self._block = self._codes["block"]
         self._zone_txt = template_parts(config.txt)
         self._added: dict[tuple[int, str], int] = {}
+        self._recoded: dict[tuple[int, str, str], int] = {}
 
     def code(self, name: str) -> str:
         return self._codes[name]
@@ -282,6 +286,21 @@ class AnswerTable:
             else:
                 answer = Answer(base.codes + (code,), base.txt)
             found = self._added[key] = self._number(answer)
+        return found
+
+    def recoded(self, index: int, old: str, new: str) -> int:
+        """The answer with code ``old`` of answer ``index`` replaced by code ``new`` (same TXT)."""
+        key = (index, old, new)
+        found = self._recoded.get(key)
+        if found is None:
+            base = self.answers[index]
+            was, now = self._codes[old], self._codes[new]
+            if base is None or was not in base.codes:
+                found = index
+            else:
+                codes = tuple(dict.fromkeys(now if code == was else code for code in base.codes))
+                found = self._number(Answer(codes, base.txt))
+            self._recoded[key] = found
         return found
 
     def fixed(self, codes: tuple[str, ...], txt: str | None) -> int:
@@ -360,7 +379,7 @@ def ip6_arrays(starts: list[int]) -> tuple[array, array]:
 
 
 def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=(),
-                 classification: Classification | None = None) -> tuple[ZoneSnapshot, int]:
+                 classification: Classification | None = None, standing=None) -> tuple[ZoneSnapshot, int]:
     """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``.
 
     ``singles`` may carry single IPv4 listings in bulk, ``(code, txt, packed
@@ -368,14 +387,15 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=(),
     without a row each. They must not be among ``rows``. What the zone answers
     depends on what it serves: listings decided by policy and the
     classification of address space, listings verbatim, or the cloud
-    information itself.
+    information itself. ``standing``: the vendors' tiers (:class:`rbl.policy.standing.Standing`;
+    None: every vendor neutral).
     """
     from rbl.policy.classify import Classification
 
     if config.serves == "cloud":
         return compile_cloud_zone(config, policy, classification or Classification()), 0
     if config.serves == "listings":
-        return _compile_decided(config, policy, rows, singles, classification or Classification())
+        return _compile_decided(config, policy, rows, singles, classification or Classification(), standing)
     return _compile_verbatim(config, policy, rows, singles)
 
 
@@ -488,10 +508,11 @@ def decided_windows(rows, table: AnswerTable, windows: dict, domains: list | Non
 
 
 def _compile_decided(config: ZoneConfig, policy: ListingPolicy, rows, singles,
-                     classification: Classification) -> tuple[ZoneSnapshot, int]:
+                     classification: Classification, standing=None) -> tuple[ZoneSnapshot, int]:
     import numpy as np
 
     from rbl.policy.decide import Window, decide_window
+    from rbl.policy.standing import Standing, dense_ranges, range_ids
 
     table = AnswerTable(config, policy)
     points4, points_domain = test_point_ranges(table)
@@ -505,11 +526,18 @@ def _compile_decided(config: ZoneConfig, policy: ListingPolicy, rows, singles,
         windows[IP4].points, windows[IP4].point_values = np.concatenate(where), np.concatenate(values)
         count += len(windows[IP4].points)
     count += decided_windows(rows, table, windows, domains)
-    starts4, values4 = decide_window(windows[IP4], classification, policy, table.with_code)
-    starts6, values6 = decide_window(windows[IP6], classification, policy, table.with_code)
+    standing = standing or Standing.neutral(classification)
+    dense = {}
+    for kind, window in windows.items():
+        points = window.points if window.points is not None else np.zeros(0, dtype=np.int64)
+        dense[kind] = dense_ranges(kind, points, range_ids(classification, kind, points), classification,
+                                   standing, policy)
+    starts4, values4 = decide_window(windows[IP4], classification, policy, table, standing, dense[IP4])
+    starts6, values6 = decide_window(windows[IP6], classification, policy, table, standing, dense[IP6])
     zone = _zone_snapshot(config, table, _ip4_arrays(starts4, values4),
                           ([int(x) for x in starts6], [int(x) for x in values6]),
                           flatten(domains + points_domain, b""))
+    zone.dense = dense
     return zone, count
 
 
@@ -538,7 +566,8 @@ def compile_cloud_zone(config: ZoneConfig, policy: ListingPolicy, classification
 
 
 def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, serial: int,
-                     now: dt.datetime | None = None, classification: Classification | None = None) -> Snapshot:
+                     now: dt.datetime | None = None, classification: Classification | None = None,
+                     standing=None) -> Snapshot:
     """Build a whole snapshot from the store.
 
     :raises SnapshotError: wrapping whatever went wrong; the caller keeps its old snapshot.
@@ -550,7 +579,7 @@ def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, se
     try:
         for config in configs:
             zone, count = compile_zone(config, policy, store.serving(config.origin, now, singles=False),
-                                       store.serving_singles(config.origin, now), classification)
+                                       store.serving_singles(config.origin, now), classification, standing)
             zones[zone.origin] = zone
             total += count
     except RblError as exc:

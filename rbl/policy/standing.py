@@ -1,0 +1,134 @@
+"""A vendor's standing at compile time: its tier, and which of its shared ranges are dense.
+
+DESIGN section 4, the rows that depend on the tier:
+
+- shared space, listed, vendor cooperative: throttle (instead of block);
+- shared space, vendor negligent, listed density in one of its ranges above the
+  threshold: that range answers throttle-range (the listed addresses in it keep
+  their block beside it).
+
+Tiers come from the vendors' cases (:mod:`rbl.policy.remediation`); a case is a
+single listed address in a vendor's range (the range deciding the address: an
+operator exclusion inside a vendor's range is nobody's space), opened at the
+listing's first_seen, remediated and relisted at the times the store records,
+disputed by a false_positive report. Here the cases come as columns, counted
+with numpy: a compile over a million listings cannot afford an object per case.
+:func:`rbl.store.evidence.vendor_cases` builds the same cases one by one, the
+slow twin tests hold this to.
+
+Density, for a negligent vendor's shared range: the listed units in it over
+the units it holds, where a unit is one address in IPv4 and one
+``escalation.ip6_prefix`` (a /64) in IPv6, since an IPv6 tenant holds a prefix,
+not an address. A range is dense at ``remediation.density`` and at least
+``escalation.addresses`` listed units, so a tiny range is not throttled for one
+listing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rbl.addresses import IP4
+from rbl.policy.classify import BITS, SHARED, Classification
+from rbl.policy.listing import ListingPolicy
+from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, Score, score_arrays
+
+
+@dataclass(frozen=True)
+class CaseColumns:
+    """Single listed addresses of one family as columns (see :func:`score_arrays` for times)."""
+
+    kind: str
+    addresses: np.ndarray  # int64 for IPv4, Python ints (object) for IPv6
+    opened: np.ndarray
+    remediated: np.ndarray
+    relisted: np.ndarray
+    disputed: np.ndarray  # bool
+    active: np.ndarray  # bool: listed now (not expired, not removed)
+
+    @classmethod
+    def empty(cls, kind: str) -> CaseColumns:
+        times = np.zeros(0, dtype=np.int64)
+        flags = np.zeros(0, dtype=bool)
+        return cls(kind, np.zeros(0, dtype=np.int64 if kind == IP4 else object), times, times, times, flags, flags)
+
+
+def range_ids(classification: Classification, kind: str, addresses: np.ndarray) -> np.ndarray:
+    """The classification range deciding each address (0: none)."""
+    starts, ids = classification.starts[kind], classification.ids[kind]
+    if not len(addresses):
+        return np.zeros(0, dtype=np.int64)
+    return ids[np.searchsorted(starts, addresses, side="right") - 1]
+
+
+def vendor_scores(columns: list[CaseColumns], classification: Classification, policy: ListingPolicy,
+                  now: dt.datetime, vendors: list[str]) -> dict[str, Score]:
+    """Every vendor's score and tier at ``now`` from its cases."""
+    index = {name: i for i, name in enumerate(vendors)}
+    owner = np.array([-1] + [index.get(r.vendor, -1) for r in classification.ranges[1:]], dtype=np.int64)
+    parts = [(owner[range_ids(classification, c.kind, c.addresses)], c) for c in columns if len(c.addresses)]
+    if not parts:
+        parts = [(np.zeros(0, dtype=np.int64), CaseColumns.empty(IP4))]
+    joined = [np.concatenate([getattr(c, name) for _, c in parts])
+              for name in ("opened", "remediated", "relisted", "disputed")]
+    vendor = np.concatenate([v for v, _ in parts])
+    return score_arrays(vendor, *joined, vendors, policy.remediation, now)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The vendors' tiers as the compile uses them: one flag per classification range."""
+
+    scores: dict[str, Score]
+    cooperative: np.ndarray  # bool per range id: its vendor is cooperative
+    negligent: np.ndarray  # bool per range id: its vendor is negligent
+
+    @classmethod
+    def of(cls, scores: dict[str, Score], classification: Classification) -> Standing:
+        tier = [None] + [scores[r.vendor].tier if r.vendor in scores else None for r in classification.ranges[1:]]
+        return cls(scores, np.array([t == COOPERATIVE for t in tier], dtype=bool),
+                   np.array([t == NEGLIGENT for t in tier], dtype=bool))
+
+    @classmethod
+    def neutral(cls, classification: Classification) -> Standing:
+        return cls.of({}, classification)
+
+    def tier(self, vendor: str) -> str | None:
+        score = self.scores.get(vendor)
+        return score.tier if score is not None else None
+
+
+def density_needed(item, policy: ListingPolicy) -> int:
+    """How many listed units make the range ``item`` dense."""
+    units = 1 << max(0, policy.escalation.prefix(item.kind) - item.plen) if item.kind != IP4 \
+        else 1 << (BITS[IP4] - item.plen)
+    return max(policy.escalation.addresses, math.ceil(policy.remediation.density * units))
+
+
+def dense_ranges(kind: str, points: np.ndarray, pids: np.ndarray, classification: Classification,
+                 standing: Standing, policy: ListingPolicy) -> np.ndarray:
+    """Bool per range id: a negligent vendor's shared range dense with ``points``, listed addresses
+    of one family (``pids`` the range deciding each)."""
+    size = len(classification.ranges)
+    dense = np.zeros(size, dtype=bool)
+    if not len(points):
+        return dense
+    mask = (classification.space[pids] == SHARED) & standing.negligent[pids]
+    if not mask.any():
+        return dense
+    ids = pids[mask]
+    if kind == IP4:
+        counts = np.bincount(ids, minlength=size)
+    else:
+        shift = BITS[kind] - policy.escalation.prefix(kind)
+        units = np.array([int(p) >> shift for p in points[mask]], dtype=object)
+        pairs = {(int(r), u) for r, u in zip(ids, units)}  # distinct /64s per range
+        counts = np.bincount(np.array([r for r, _ in pairs], dtype=np.int64), minlength=size)
+    for rid in np.flatnonzero(counts):
+        if counts[rid] >= density_needed(classification.ranges[rid], policy):
+            dense[rid] = True
+    return dense
