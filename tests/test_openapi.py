@@ -31,7 +31,7 @@ def test_every_example_validates():
                 schema = {**content["schema"], "components": document["components"]}
                 jsonschema_rs.validate(schema, content["example"])
                 checked += 1
-    assert checked == 3
+    assert checked == 5
     with pytest.raises(ValueError):
         schema = {"$ref": "#/components/schemas/EvidenceBody", "components": document["components"]}
         jsonschema_rs.validate(schema, {"items": [{"subject": "3.5.140.7"}]})
@@ -61,6 +61,9 @@ def test_a_fuzzer_driven_by_the_description_finds_no_5xx(server, workspace):
 
         fuzz()
     assert {"GET /v1/lookup/{subject}", "POST /v1/evidence", "POST /v1/listings", "DELETE /v1/listings",
-            "GET /v1/vendors/{vendor}"} <= set(statuses)
+            "GET /v1/vendors/{vendor}", "POST /v1/delist-requests", "GET /v1/delist-requests",
+            "POST /v1/delist-requests/{id}/close"} <= set(statuses)
     assert {200, 400} <= statuses["GET /v1/lookup/{subject}"] and {202, 400, 401, 403} <= statuses["POST /v1/evidence"]
+    # Anyone may post delisting requests: the fuzzer soon meets the per-client limit.
+    assert 429 in statuses["POST /v1/delist-requests"] and {401, 403} <= statuses["GET /v1/delist-requests"]
     assert not any("Traceback" in line for line in server.log)
