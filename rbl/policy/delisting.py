@@ -72,7 +72,7 @@ def parse_request(body: Any, zones: dict[str, str]) -> Request:
                           "body")
     unknown = sorted(set(body) - FIELDS)
     if unknown:
-        raise DelistError(400, f"unknown field (expected {', '.join(sorted(FIELDS))})", unknown[0])
+        raise DelistError(400, f"unknown field {unknown[0]!r} (expected {', '.join(sorted(FIELDS))})", unknown[0])
     text = _text(body, "subject", MAX_SUBJECT)
     try:
         subject = parse_subject(text)
@@ -116,7 +116,7 @@ def parse_close(body: Any) -> tuple[str, str]:
         raise DelistError(400, "the body must be a JSON object with resolution and note", "body")
     unknown = sorted(set(body) - CLOSE_FIELDS)
     if unknown:
-        raise DelistError(400, f"unknown field (expected {', '.join(sorted(CLOSE_FIELDS))})", unknown[0])
+        raise DelistError(400, f"unknown field {unknown[0]!r} (expected {', '.join(sorted(CLOSE_FIELDS))})", unknown[0])
     if body.get("resolution") not in RESOLUTIONS:
         raise DelistError(400, f"one of {', '.join(RESOLUTIONS)}", "resolution")
     # The requester reads the note: a decision without a reason is not one.
