@@ -253,7 +253,8 @@ def test_request_and_close_bodies():
                         ({**ASK, "email": "a@b"}, "email"), ({**ASK, "email": "<a@example.com>"}, "email"),
                         ({**ASK, "reason": "x" * 2001}, "reason"), ({**ASK, "reason": "bell\x07"}, "reason"),
                         ({**ASK, "subject": "::ffff:127.0.0.2"}, "subject"), ({**ASK, "subject": "127.0.0.0/8"}, "subject"),
-                        ({**ASK, "subject": "invalid"}, "subject"), ({**ASK, "zone": None}, "zone")]:
+                        ({**ASK, "subject": "invalid"}, "subject"), ({**ASK, "zone": None}, "zone"),
+                        ({**ASK, "subject": "10.0.0.0/15"}, "subject"), ({**ASK, "subject": "2001:db8::/63"}, "subject")]:
         with pytest.raises(DelistError) as caught:
             parse_request(body, ZONES)
         assert caught.value.status == 400 and caught.value.field == field, body

@@ -190,12 +190,14 @@ class Api:
         if token is None:
             return None, unauthorized("the operator's")
         if token.scope != "operator":
-            return None, error(403, f"{what} are the operator's: a vendor's token cannot {'read' if request.method == 'GET' else 'change'} them")
+            verb = "read" if request.method == "GET" else "change"
+            return None, error(403, f"{what} are the operator's: a vendor's token cannot {verb} them")
         return token, None
 
     def _listed_as(self, wanted) -> dict:
         """What the zone answers for the requested subject now: codes, and the listings behind them."""
         from rbl.addresses import DOMAIN
+        from rbl.policy.delisting import MAX_LISTED
 
         service = self.service
         subject = wanted.subject
@@ -203,11 +205,12 @@ class Api:
             zones = [zone.config for zone in service.current.zones.values()]
             found = explain(subject.text, service.reader, zones, service.policy)["zones"][wanted.zone]
             return {"codes": found["codes"],
-                    "listings": [row["subject"] for row in found.get("listings", []) if not row.get("exclude")]}
-        # A CIDR: the listings around or inside it.
+                    "listings": [row["subject"] for row in found.get("listings", [])
+                                 if not row.get("exclude")][:MAX_LISTED]}
+        # A CIDR: the listings around or inside it (at most MAX_LISTED named).
         rows = service.reader.overlapping(wanted.zone, subject.kind, subject.net, subject.plen,
                                           service.reader.clock())
-        return {"codes": [], "listings": sorted({row[3] for row in rows if not row[4]})}
+        return {"codes": [], "listings": sorted({row[3] for row in rows if not row[4]})[:MAX_LISTED]}
 
     async def delist_request(self, request: web.Request) -> web.Response:
         """Anyone asks the operator to review a listing: rate-limited per client, queued, never delisting by itself."""

@@ -22,6 +22,7 @@ MAX_SUBJECT = 300
 MAX_REASON = 2000
 MAX_NOTE = 2000
 MAX_EMAIL = 254  # RFC 5321's limit on a forward path
+MAX_LISTED = 100  # listings named in a request's listed_as; a CIDR may overlap many more
 FIELDS = {"subject", "zone", "reason", "email"}
 CLOSE_FIELDS = {"resolution", "note"}
 # Light on purpose: one @, no spaces, a dot in the domain. Whether mail reaches it
@@ -78,6 +79,10 @@ def parse_request(body: Any, zones: dict[str, str]) -> Request:
         subject = parse_subject(text)
     except SubjectError as exc:
         raise DelistError(400, str(exc), "subject") from None
+    if subject.kind != DOMAIN and subject.plen < subject.bits // 2:
+        # A review is about one sender's listing; a /8 would ask about everyone's.
+        raise DelistError(400, f"/{subject.plen} is wider than one sender's space (at most /{subject.bits // 2})",
+                          "subject")
     if _test_point(subject):
         raise DelistError(400, f"{subject.text} is loopback or an RFC 5782 test point: its answer never changes",
                           "subject")
