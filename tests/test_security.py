@@ -1,15 +1,15 @@
 """Who may do what over HTTP, and where tokens must never show up.
 
 What tests/test_tokens.py, test_evidence.py, test_http_listings.py and
-test_scores.py already hold (a vendor token refused for another vendor's range
-and for POST /v1/listings, a revoked vendor token refused for evidence, the gcp
-view refused to aws's token, no token on disk after the CLI or in stderr after
-evidence) is not repeated here. This file holds the rest: mixed batches store
-nothing, Idempotency-Keys do not cross vendors, a refused vendor view says
-nothing about which vendors exist, every operator route refuses a vendor token
-and changes nothing, revoking any kind of token refuses it at once on every
-route, and no token (used, refused, revoked, or sent where it does not belong)
-reaches the server's output, verbose, or the database.
+test_vendor_record.py already hold (a vendor token refused for another vendor's
+range and for POST /v1/listings, a revoked vendor token refused for evidence,
+the gcp view refused to aws's token, no token on disk after the CLI or in
+stderr after evidence) is not repeated here. This file holds the rest: mixed
+batches store nothing, Idempotency-Keys do not cross vendors, a refused vendor
+view says nothing about which vendors exist, every operator route refuses a
+vendor token and changes nothing, revoking any kind of token refuses it at
+once on every route, and no token (used, refused, revoked, or sent where it
+does not belong) reaches the server's output, verbose, or the database.
 """
 
 from __future__ import annotations
