@@ -569,6 +569,79 @@ def operator_token_list(db, policy, zones, active, as_json) -> None:
     _token_rows(tokens, as_json, "no operator tokens")
 
 
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def delist() -> None:
+    """Delisting requests people sent (POST /v1/delist-requests): review and close them.
+
+    A request never delists by itself: closing it as delisted removes the
+    listing, audited like `rbl listing remove`.
+
+    \b
+    Example:
+        rbl delist list
+        rbl delist close 7 --resolution delisted --note "the open relay is fixed"
+    """
+
+
+@delist.command("list")
+@locations
+@click.option("--state", type=click.Choice(["open", "closed", "all"]), default="open", show_default=True,
+              help="Which requests: the open queue, closed ones, or all.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def delist_list(db, policy, zones, state, as_json) -> None:
+    """List delisting requests, oldest first: id, state, zone, subject, email, when, reason.
+
+    \b
+    Example:
+        rbl delist list --state all
+    """
+    from rbl.store.delisting import DelistStore
+
+    rows = DelistStore(ListingStore(db)).list(None if state == "all" else state)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict()))
+        return
+    if not rows:
+        click.echo(f"no {'' if state == 'all' else state + ' '}delisting requests")
+        return
+    click.echo("id\tstate\tzone\tsubject\temail\tcreated\tlisted as\treason\tresolution")
+    for r in rows:
+        listed = " ".join(r.listed_as.get("codes", [])) or ",".join(r.listed_as.get("listings", [])) or "-"
+        closed = f"{r.resolution} at {r.closed_at} by {r.closed_by}: {r.note}" if r.state == "closed" else "-"
+        click.echo("\t".join([str(r.id), r.state, r.zone, r.subject, r.email, r.created_at, listed,
+                              " ".join(r.reason.split()), " ".join(closed.split())]))
+
+
+@delist.command("close")
+@locations
+@click.argument("request_id", type=click.IntRange(1, 2**63 - 1), metavar="ID")
+@click.option("--resolution", type=click.Choice(["delisted", "rejected"]), required=True,
+              help="delisted: remove the subject's listing now (audited); rejected: keep it listed.")
+@click.option("--note", required=True, help="Why, for the requester: the operator's answer.")
+def delist_close(db, policy, zones, request_id, resolution, note) -> None:
+    """Close delisting request ID; with --resolution delisted, remove its listing in the same step.
+
+    When a wider listing (a CIDR, *.domain) still lists the subject, nothing
+    changes: remove that listing or add an exclusion first.
+
+    \b
+    Example:
+        rbl delist close 7 --resolution delisted --note "the open relay is fixed"
+        rbl delist close 8 --resolution rejected --note "still sending to our traps"
+    """
+    from rbl.policy.delisting import DelistError, parse_close
+    from rbl.store.delisting import DelistStore
+
+    try:
+        resolution, note = parse_close({"resolution": resolution, "note": note})
+    except DelistError as exc:
+        raise RblError(f"--{exc}") from None
+    closed, removed = DelistStore(ListingStore(db)).close(request_id, resolution, note, _actor())
+    done = f"; removed {', '.join(removed)} from {closed.zone}" if removed else ""
+    click.echo(f"delisting request {closed.id} ({closed.subject} in {closed.zone}) closed: {resolution}{done}")
+
+
 def _lines_progress(entries, bar):
     last = 0
     for entry in entries:

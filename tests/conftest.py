@@ -95,10 +95,12 @@ class Server:
         if not any(arg.startswith("--http") for arg in extra):
             extra = ("--http", "127.0.0.1:0", *extra)
         self.http_port: int | None = None
+        # stdout and stderr in one pipe: self.log is everything the server and its workers print.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rbl", "serve", "--dns", "127.0.0.1:0", *extra],
-            env=workspace.env, cwd=workspace.root, stderr=subprocess.PIPE, text=True,
+            env=workspace.env, cwd=workspace.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        self.output = self.proc.stdout
         self.port = self._wait_for_port()
         self._drainer = threading.Thread(target=self._drain, daemon=True)
         self._drainer.start()
@@ -106,7 +108,7 @@ class Server:
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
+            line = self.output.readline()
             if not line:
                 raise AssertionError("rbl serve exited early:\n" + "".join(self.log))
             self.log.append(line)
@@ -119,7 +121,7 @@ class Server:
         raise AssertionError("rbl serve did not report its port:\n" + "".join(self.log))
 
     def _drain(self) -> None:
-        for line in self.proc.stderr:
+        for line in self.output:
             self.log.append(line)
 
     def query(self, name: str, rdtype: str = "A", tcp: bool = False, **kwargs) -> dns.message.Message:
@@ -167,7 +169,7 @@ class Server:
     def stop(self) -> None:
         stop_process(self.proc)
         self._drainer.join(5)
-        self.proc.stderr.close()
+        self.output.close()
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from conftest import Server
 from rbl.http.app import make_app
-from rbl.http.openapi import spec
+from rbl.http.openapi import DELIST_EXAMPLE, spec
 
 
 def test_every_route_is_described():
@@ -31,13 +32,26 @@ def test_every_example_validates():
                 schema = {**content["schema"], "components": document["components"]}
                 jsonschema_rs.validate(schema, content["example"])
                 checked += 1
-    assert checked == 3
+    assert checked == 5
     with pytest.raises(ValueError):
         schema = {"$ref": "#/components/schemas/EvidenceBody", "components": document["components"]}
         jsonschema_rs.validate(schema, {"items": [{"subject": "3.5.140.7"}]})
 
 
-def test_a_fuzzer_driven_by_the_description_finds_no_5xx(server, workspace):
+def test_a_fuzzer_driven_by_the_description_finds_no_5xx(workspace):
+    # Room for the fuzzer past the delisting limit (it still meets it), and the example's subject listed.
+    listing = workspace.policy / "listing.yaml"
+    text = listing.read_text()
+    listing.write_text(text[:text.index("delisting:")] + "delisting: {requests_per_hour: 3600, burst: 100}\n")
+    workspace.rbl("listing", "add", DELIST_EXAMPLE["subject"])
+    server = Server(workspace)
+    try:
+        fuzz_all(server, workspace)
+    finally:
+        server.stop()
+
+
+def fuzz_all(server, workspace):
     vendor = workspace.rbl("vendor", "token", "create", "aws").stdout.split()[-1]
     operator = workspace.rbl("operator", "token", "create").stdout.split()[-1]
     base = f"http://127.0.0.1:{server.http_port}"
@@ -61,6 +75,8 @@ def test_a_fuzzer_driven_by_the_description_finds_no_5xx(server, workspace):
 
         fuzz()
     assert {"GET /v1/lookup/{subject}", "POST /v1/evidence", "POST /v1/listings", "DELETE /v1/listings",
-            "GET /v1/vendors/{vendor}"} <= set(statuses)
+            "GET /v1/vendors/{vendor}", "POST /v1/delist-requests", "GET /v1/delist-requests",
+            "POST /v1/delist-requests/{id}/close"} <= set(statuses)
     assert {200, 400} <= statuses["GET /v1/lookup/{subject}"] and {202, 400, 401, 403} <= statuses["POST /v1/evidence"]
+    assert {400, 429} <= statuses["POST /v1/delist-requests"] and {401, 403} <= statuses["GET /v1/delist-requests"]
     assert not any("Traceback" in line for line in server.log)

@@ -47,6 +47,7 @@ BROKEN = {
     "bad-geofeed-line": ("feeds/droplets-geofeed.csv", 3, "prefix '24.144.64.0/33' is not a CIDR"),
     "listing-code-outside-127": ("listing.yaml", 4, "code block-range: 128.0.0.3 is outside 127.0.0.0/8"),
     "listing-bad-duration": ("listing.yaml", 9, "max: '90 days' is not a duration"),
+    "listing-delisting-burst-zero": ("listing.yaml", 15, "burst must be from 1 to 100, not 0"),
     "exclusion-without-reason": ("exclusions.yaml", 5, "exclusion lacks the required key 'reason'"),
     "exclusion-bad-cidr": ("exclusions.yaml", 3, "'192.0.2.0/28/' is not a CIDR"),
 }

@@ -10,11 +10,13 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from rbl.errors import SubjectError
+from rbl.http.ratelimit import RateLimiter, client_key
 from rbl.policy.explain import explain
 
 log = logging.getLogger("rbl.http")
@@ -51,6 +53,7 @@ class Api:
 
     def __init__(self, service):
         self.service = service
+        self.delist_limiter = RateLimiter()  # per client, in the primary's memory
 
     async def lookup(self, request: web.Request) -> web.Response:
         subject = request.match_info["subject"]
@@ -181,6 +184,113 @@ class Api:
         return web.json_response({"zone": zone, "added": added, "refreshed": refreshed}, status=201)
 
 
+    def _operator(self, request: web.Request, what: str):
+        """The operator's token in force, or the 401/403 reply for anything else."""
+        token = self._token(request)
+        if token is None:
+            return None, unauthorized("the operator's")
+        if token.scope != "operator":
+            verb = "read" if request.method == "GET" else "change"
+            return None, error(403, f"{what} are the operator's: a vendor's token cannot {verb} them")
+        return token, None
+
+    def _listed_as(self, wanted) -> dict:
+        """What the zone answers for the requested subject now: codes, and the listings behind them."""
+        from rbl.addresses import DOMAIN
+        from rbl.policy.delisting import MAX_LISTED
+
+        service = self.service
+        subject = wanted.subject
+        if subject.kind == DOMAIN or subject.plen == subject.bits:
+            zones = [zone.config for zone in service.current.zones.values()]
+            found = explain(subject.text, service.reader, zones, service.policy)["zones"][wanted.zone]
+            return {"codes": found["codes"],
+                    "listings": [row["subject"] for row in found.get("listings", [])
+                                 if not row.get("exclude")][:MAX_LISTED]}
+        # A CIDR: the listings around or inside it (at most MAX_LISTED named).
+        rows = service.reader.overlapping(wanted.zone, subject.kind, subject.net, subject.plen,
+                                          service.reader.clock())
+        return {"codes": [], "listings": sorted({row[3] for row in rows if not row[4]})[:MAX_LISTED]}
+
+    async def delist_request(self, request: web.Request) -> web.Response:
+        """Anyone asks the operator to review a listing: rate-limited per client, queued, never delisting by itself."""
+        from rbl.policy.delisting import DelistError, next_steps, parse_request
+        from rbl.store.delisting import DelistStore
+
+        service = self.service
+        if service.policy is None or service.current is None:
+            return error(503, "no snapshot is being served yet")
+        client = client_key(request.remote)
+        rules = service.policy.listing.delisting
+        # Every request counts, malformed ones too: the limit is what protects the operator's queue.
+        wait = self.delist_limiter.take(client, rules.requests_per_hour / 3600, rules.burst)
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            return error(429, f"too many delisting requests from {client}: at most {rules.burst} at once and "
+                              f"{rules.requests_per_hour} an hour; retry in {seconds} s",
+                         headers={"Retry-After": str(seconds)}, retry_after=seconds)
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, f"the body is not JSON: {exc}", field="body")
+        zones = {zone.config.origin: zone.config.serves for zone in service.current.zones.values()}
+        try:
+            wanted = parse_request(body, zones)
+        except DelistError as exc:
+            return error(exc.status, str(exc), field=exc.field)
+        listed = self._listed_as(wanted)
+        if not listed["codes"] and not listed["listings"]:
+            return error(404, f"{wanted.subject.text} is not listed in {wanted.zone}: there is nothing to delist",
+                         field="subject")
+        made, new = DelistStore(service.reader).create(wanted, client, listed, actor=f"public:{client}")
+        return web.json_response({
+            "id": made.id, "state": made.state, "subject": made.subject, "zone": made.zone,
+            "listed_as": made.listed_as, "created_at": made.created_at, "duplicate": not new,
+            "next": next_steps(made.email),
+        }, status=202)
+
+    async def delist_requests(self, request: web.Request) -> web.Response:
+        """The operator's queue of delisting requests: open ones by default."""
+        from rbl.store.delisting import DelistStore
+
+        _, refused = self._operator(request, "delisting requests")
+        if refused is not None:
+            return refused
+        state = request.query.get("state", "open")
+        if state not in ("open", "closed", "all"):
+            return error(400, "state: one of open, closed, all", field="state")
+        rows = DelistStore(self.service.reader).list(None if state == "all" else state)
+        return web.json_response({"state": state, "requests": [row.as_dict() for row in rows]})
+
+    async def delist_close(self, request: web.Request) -> web.Response:
+        """The operator closes a request: delisted (the listing is removed, audited) or rejected, with a note."""
+        from rbl.policy.delisting import DelistError, parse_close
+        from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed
+
+        token, refused = self._operator(request, "delisting requests")
+        if refused is not None:
+            return refused
+        text = request.match_info["id"]
+        request_id = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+        if request_id is None:
+            return error(404, f"no delisting request {text!r}", field="id")
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, f"the body is not JSON: {exc}", field="body")
+        try:
+            resolution, note = parse_close(body)
+        except DelistError as exc:
+            return error(exc.status, str(exc), field=exc.field)
+        try:
+            closed, removed = DelistStore(self.service.reader).close(request_id, resolution, note,
+                                                                     f"operator token:{token.id}")
+        except NoSuchRequest as exc:
+            return error(404, str(exc), field="id")
+        except (AlreadyClosed, StillListed) as exc:
+            return error(409, str(exc), field="id" if isinstance(exc, AlreadyClosed) else "resolution")
+        return web.json_response({"request": closed.as_dict(), "removed": removed})
+
     async def vendor(self, request: web.Request) -> web.Response:
         """A vendor's record: score, tier and the numbers behind them, open cases, listings in its space."""
         import numpy as np
@@ -243,6 +353,9 @@ def make_app(service) -> web.Application:
     app.router.add_post("/v1/listings", api.listings)
     app.router.add_delete("/v1/listings", api.listings)
     app.router.add_get("/v1/vendors/{vendor}", api.vendor)
+    app.router.add_post("/v1/delist-requests", api.delist_request)
+    app.router.add_get("/v1/delist-requests", api.delist_requests)
+    app.router.add_post("/v1/delist-requests/{id}/close", api.delist_close)
     app.router.add_get("/openapi.json", _openapi)
     return app
 

@@ -8,6 +8,7 @@ driven by it finds no 5xx on a live server.
 from __future__ import annotations
 
 from rbl import __version__
+from rbl.policy.delisting import MAX_EMAIL, MAX_NOTE, MAX_REASON, MAX_SUBJECT, RESOLUTIONS, STATES
 from rbl.policy.evidence import ACTIONS, MAX_ITEMS, MAX_REFERENCE
 
 _ERROR = {
@@ -18,17 +19,21 @@ _ERROR = {
         "field": {"type": "string"},
         "item": {"type": "integer", "minimum": 0},
         "path": {"type": "string"},
+        "retry_after": {"type": "integer", "minimum": 1, "description": "429: seconds until a request is allowed"},
     },
 }
 
 
-def _errors(*codes: int) -> dict:
+def _errors(*codes: int, words: dict[int, str] | None = None) -> dict:
     words = {400: "malformed", 401: "no or unknown bearer token", 403: "not allowed for this token",
              404: "not found", 409: "Idempotency-Key reused for another body", 413: "too large",
-             503: "no snapshot yet"}
-    return {str(code): {"description": words[code],
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            for code in codes}
+             429: "too many requests from this client", 503: "no snapshot yet", **(words or {})}
+    out = {str(code): {"description": words[code],
+                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+           for code in codes}
+    if 429 in codes:
+        out["429"]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return out
 
 
 _EVIDENCE_ITEM = {
@@ -50,6 +55,24 @@ EVIDENCE_EXAMPLE = {"items": [
     {"subject": "3.5.140.0/28", "action": "port25_blocked", "reference": "T-1043", "acted_at": "2026-11-27T11:30:00Z",
      "identity": "mail.tenant.example"},
 ]}
+DELIST_EXAMPLE = {"subject": "192.0.2.44", "reason": "The compromised account that sent spam was closed "
+                                             "on 2026-11-27; outbound mail now goes through our filtered relay.",
+                  "email": "postmaster@example.com"}
+DELIST_CLOSE_EXAMPLE = {"resolution": "delisted", "note": "Thanks: the traps have seen nothing since the fix."}
+_DELIST_REQUEST = {
+    "type": "object",
+    "required": ["id", "zone", "subject", "reason", "email", "listed_as", "created_at", "state"],
+    "properties": {"id": {"type": "integer"}, "zone": {"type": "string"}, "subject": {"type": "string"},
+                   "reason": {"type": "string"}, "email": {"type": "string"},
+                   "client": {"type": "string", "description": "the requester's address (IPv6: its /64)"},
+                   "listed_as": {"type": "object", "description": "codes and listings in force when asked"},
+                   "created_at": {"type": "string", "format": "date-time"},
+                   "state": {"type": "string", "enum": list(STATES)},
+                   "resolution": {"type": "string", "enum": list(RESOLUTIONS), "nullable": True},
+                   "note": {"type": "string", "nullable": True},
+                   "closed_at": {"type": "string", "format": "date-time", "nullable": True},
+                   "closed_by": {"type": "string", "nullable": True}},
+}
 LISTINGS_EXAMPLE = {"subjects": ["192.0.2.44", "2001:db8::44", "spam.example"], "reason": "spam trap hit",
                     "expires": "7d"}
 
@@ -60,7 +83,7 @@ def spec() -> dict:
         "openapi": "3.0.3",
         "info": {"title": "rbl", "version": __version__,
                  "description": "A DNS blocklist fair to tenants of shared cloud space: explanations for anyone, "
-                                "remediation evidence from vendors, listings from the operator."},
+                                "remediation evidence from vendors, listings from the operator, delisting requests from anyone."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "rbl vendor token create VENDOR / rbl operator token create"}},
@@ -95,6 +118,38 @@ def spec() -> dict:
                 "ListingsReply": {"type": "object", "required": ["zone"],
                                   "properties": {"zone": {"type": "string"}, "added": {"type": "integer"},
                                                  "refreshed": {"type": "integer"}, "removed": {"type": "integer"}}},
+                "DelistRequestBody": {
+                    "type": "object", "required": ["subject", "reason", "email"], "additionalProperties": False,
+                    "properties": {
+                        "subject": {"type": "string", "minLength": 1, "maxLength": MAX_SUBJECT,
+                                    "description": "the listed address, CIDR or domain"},
+                        "zone": {"type": "string", "description": "default: the first zone"},
+                        "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON,
+                                   "description": "what was wrong and what was fixed"},
+                        "email": {"type": "string", "minLength": 3, "maxLength": MAX_EMAIL,
+                                  "description": "where the operator answers"}}},
+                "DelistRequestReply": {
+                    "type": "object", "required": ["id", "state", "subject", "zone", "listed_as", "next"],
+                    "properties": {"id": {"type": "integer"}, "state": {"type": "string"},
+                                   "subject": {"type": "string"}, "zone": {"type": "string"},
+                                   "listed_as": {"type": "object"}, "created_at": {"type": "string"},
+                                   "duplicate": {"type": "boolean",
+                                                 "description": "the same request was already open: its id"},
+                                   "next": {"type": "string", "description": "what happens now"}}},
+                "DelistRequest": _DELIST_REQUEST,
+                "DelistRequests": {"type": "object", "required": ["state", "requests"],
+                                   "properties": {"state": {"type": "string"},
+                                                  "requests": {"type": "array", "items": {
+                                                      "$ref": "#/components/schemas/DelistRequest"}}}},
+                "DelistCloseBody": {
+                    "type": "object", "required": ["resolution", "note"], "additionalProperties": False,
+                    "properties": {"resolution": {"type": "string", "enum": list(RESOLUTIONS),
+                                                  "description": "delisted removes the listing now (audited)"},
+                                   "note": {"type": "string", "minLength": 1, "maxLength": MAX_NOTE,
+                                            "description": "the operator's answer to the requester"}}},
+                "DelistClosed": {"type": "object", "required": ["request", "removed"],
+                                 "properties": {"request": {"$ref": "#/components/schemas/DelistRequest"},
+                                                "removed": {"type": "array", "items": {"type": "string"}}}},
             },
         },
         "paths": {
@@ -137,6 +192,35 @@ def spec() -> dict:
                                 "example": "aws"}],
                 "responses": {"200": {"description": "the record", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Vendor"}}}}, **_errors(401, 403, 404)},
+            }},
+            "/v1/delist-requests": {
+                "post": {"summary": "Anyone asks the operator to review a listing: rate-limited per client, "
+                                    "queued, never delists by itself",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/DelistRequestBody"},
+                             "example": DELIST_EXAMPLE}}},
+                         "responses": {"202": {"description": "queued for the operator", "content": {
+                             "application/json": {"schema": {"$ref": "#/components/schemas/DelistRequestReply"}}}},
+                             **_errors(400, 404, 429, 503, words={404: "the subject is not listed in that zone"})}},
+                "get": {"summary": "The operator's queue of delisting requests", "security": bearer,
+                        "parameters": [{"name": "state", "in": "query", "required": False,
+                                        "schema": {"type": "string", "enum": ["open", "closed", "all"],
+                                                   "default": "open"}}],
+                        "responses": {"200": {"description": "requests, oldest first", "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/DelistRequests"}}}},
+                            **_errors(400, 401, 403)}},
+            },
+            "/v1/delist-requests/{id}/close": {"post": {
+                "summary": "The operator closes a request: delisted (its listing is removed, audited) or rejected",
+                "security": bearer,
+                "parameters": [{"name": "id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}, "example": 1}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/DelistCloseBody"}, "example": DELIST_CLOSE_EXAMPLE}}},
+                "responses": {"200": {"description": "closed", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/DelistClosed"}}}},
+                    **_errors(400, 401, 403, 404, 409, words={
+                        409: "already closed, or a wider listing would still list the subject"})},
             }},
             "/openapi.json": {"get": {"summary": "This description",
                                       "responses": {"200": {"description": "OpenAPI 3",

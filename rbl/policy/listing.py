@@ -26,6 +26,9 @@ Every number of DESIGN section 4's decision table lives here. Example::
       cooperative: 0.8     # score at or above: cooperative
       negligent: 0.4       # score below: negligent
       density: 0.02        # negligent vendor: a shared range this densely listed answers throttle-range
+    delisting:             # POST /v1/delist-requests, per client address (IPv6: per /64)
+      requests_per_hour: 10  # sustained rate
+      burst: 3             # this many at once before the rate applies
 """
 
 from __future__ import annotations
@@ -129,11 +132,20 @@ class Remediation:
 
 
 @dataclass(frozen=True)
+class Delisting:
+    """How many delisting requests one client may send: a token bucket per client address."""
+
+    requests_per_hour: int = 10
+    burst: int = 3
+
+
+@dataclass(frozen=True)
 class ListingPolicy:
     codes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CODES))
     expiry: Expiry = field(default_factory=Expiry)
     escalation: Escalation = field(default_factory=Escalation)
     remediation: Remediation = field(default_factory=Remediation)
+    delisting: Delisting = field(default_factory=Delisting)
 
     @property
     def default_expiry(self) -> dt.timedelta | None:
@@ -181,7 +193,7 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
     if data is None:
         return ListingPolicy()
     name = str(path)
-    sections = {"codes", "expiry", "escalation", "remediation"}
+    sections = {"codes", "expiry", "escalation", "remediation", "delisting"}
     yamlfile.check_keys(data, sections, set(), "listing policy", name, 1)
     codes = dict(DEFAULT_CODES)
     if "codes" in data:
@@ -231,7 +243,19 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
         )
         if remediation.negligent > remediation.cooperative:
             raise node.error("negligent must not be above cooperative", "negligent")
-    return ListingPolicy(codes=codes, expiry=expiry, escalation=escalation, remediation=remediation)
+    delisting = Delisting()
+    if "delisting" in data:
+        node = yamlfile.check_keys(data["delisting"], {"requests_per_hour", "burst"}, set(), "delisting", name,
+                                   data.where("delisting"))
+        # At least one an hour and one at once: zero would refuse every requester, and the
+        # form is how a wrongly listed sender reaches the operator. The caps keep a typo from
+        # turning the limit off.
+        delisting = Delisting(
+            requests_per_hour=_number(node, "requests_per_hour", delisting.requests_per_hour, int, 1, 3600),
+            burst=_number(node, "burst", delisting.burst, int, 1, 100),
+        )
+    return ListingPolicy(codes=codes, expiry=expiry, escalation=escalation, remediation=remediation,
+                         delisting=delisting)
 
 
 def check_code(node: yamlfile.Located, key: str, value: object) -> str:

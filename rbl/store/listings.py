@@ -106,13 +106,18 @@ class ListingStore:
         self.db.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; bumps the generation so servers see the change."""
+    def transaction(self, answers: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; bumps the generation so servers see the change.
+
+        ``answers=False``: the change cannot change any DNS answer (a delisting
+        request), so servers need not build a snapshot for it.
+        """
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            if answers:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -406,19 +411,24 @@ class ListingStore:
         :raises StoreError: naming the first subject that is not listed; then nothing changes.
         """
         stamp = timestamp(self.clock())
-        count = 0
         with self.transaction() as conn:
-            for subject in subjects:
-                old = self.get(zone, subject)
-                if old is None or old.state != "active":
-                    raise StoreError(f"{subject.text} is not listed in {zone}")
-                conn.execute("UPDATE listings SET state = 'removed', last_seen = ? WHERE id = ?", [stamp, old.id])
-                after = dict(old.as_dict(), state="removed", last_seen=stamp)
-                conn.execute(
-                    "INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, 'remove', ?, ?, ?)",
-                    [stamp, actor, old.subject, json.dumps(old.as_dict()), json.dumps(after)],
-                )
-                count += 1
+            return self.remove_in(conn, subjects, zone=zone, actor=actor, stamp=stamp)
+
+    def remove_in(self, conn: sqlite3.Connection, subjects: Iterable[Subject], *, zone: str, actor: str,
+                  stamp: str) -> int:
+        """:meth:`remove` inside a transaction the caller holds (closing a delisting request)."""
+        count = 0
+        for subject in subjects:
+            old = self.get(zone, subject)
+            if old is None or old.state != "active":
+                raise StoreError(f"{subject.text} is not listed in {zone}")
+            conn.execute("UPDATE listings SET state = 'removed', last_seen = ? WHERE id = ?", [stamp, old.id])
+            after = dict(old.as_dict(), state="removed", last_seen=stamp)
+            conn.execute(
+                "INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, 'remove', ?, ?, ?)",
+                [stamp, actor, old.subject, json.dumps(old.as_dict()), json.dumps(after)],
+            )
+            count += 1
         return count
 
 

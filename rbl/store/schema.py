@@ -160,6 +160,32 @@ def _case_history(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE listings ADD COLUMN disputed_at TEXT")
 
 
+def _delist_requests(db: sqlite_utils.Database) -> None:
+    # Requests from anyone to review a listing, queued for the operator; closing one
+    # as delisted removes the listing through the listing store, with its own audit rows.
+    db.execute(
+        """
+        CREATE TABLE delist_requests (
+            id INTEGER PRIMARY KEY,
+            zone TEXT NOT NULL,
+            subject TEXT NOT NULL,          -- canonical address, CIDR or domain, as the requester named it
+            reason TEXT NOT NULL,           -- the requester's words
+            email TEXT NOT NULL,            -- where the operator answers
+            client TEXT NOT NULL,           -- the requester's address, as the rate limit counted it
+            listed_as TEXT NOT NULL,        -- JSON: the codes and listings in force when asked
+            created_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed')),
+            resolution TEXT CHECK (resolution IN ('delisted', 'rejected')),
+            note TEXT,                      -- the operator's answer
+            closed_at TEXT,
+            closed_by TEXT,
+            CHECK ((state = 'closed') = (resolution IS NOT NULL))
+        )
+        """
+    )
+    db.execute("CREATE INDEX delist_requests_state ON delist_requests (state, id)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -169,6 +195,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0006_evidence", _evidence),
     ("0007_listing_remediated", _remediated),
     ("0008_case_history", _case_history),
+    ("0009_delist_requests", _delist_requests),
 ]
 
 

@@ -1,0 +1,145 @@
+"""Delisting requests in the store: queued by anyone, closed by the operator, each change audited.
+
+Opening a request changes no answer. Closing one as ``delisted`` removes the
+requested subject's listing through :meth:`ListingStore.remove_in` (the same
+rows and audit entries as ``rbl listing remove``) in the transaction that
+closes it, and refuses when a wider listing would still list the subject.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from rbl.addresses import Subject, parse_subject
+from rbl.errors import StoreError
+from rbl.policy.delisting import Request, still_listing
+from rbl.store.listings import ListingStore, timestamp
+
+_COLUMNS = ("id, zone, subject, reason, email, client, listed_as, created_at, state, resolution, note, "
+            "closed_at, closed_by")
+
+
+class NoSuchRequest(StoreError):
+    """No delisting request has that id."""
+
+
+class AlreadyClosed(StoreError):
+    """The request was closed before."""
+
+
+class StillListed(StoreError):
+    """Closing as delisted would leave the subject listed by a wider listing."""
+
+
+@dataclass(frozen=True, slots=True)
+class DelistRequest:
+    id: int
+    zone: str
+    subject: str
+    reason: str
+    email: str
+    client: str
+    listed_as: dict
+    created_at: str
+    state: str
+    resolution: str | None
+    note: str | None
+    closed_at: str | None
+    closed_by: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def audited(self) -> dict:
+        """The row for the append-only audit table, without the requester's email and
+        address: personal data stays in delist_requests, where it can be erased."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("email", "client")}
+
+
+def _audit(conn, stamp: str, actor: str, action: str, before: DelistRequest | None, after: DelistRequest) -> None:
+    # No subject: a request changes no DNS answer, so the server's patcher skips the row.
+    conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, NULL, ?, ?)",
+                 [stamp, actor, action, json.dumps(before.audited()) if before else None,
+                  json.dumps(after.audited())])
+
+
+class DelistStore:
+    def __init__(self, store: ListingStore):
+        self.store = store
+
+    def _rows(self, sql: str, params: list) -> list[DelistRequest]:
+        rows = self.store.db.execute(f"SELECT {_COLUMNS} FROM delist_requests {sql}", params).fetchall()
+        return [DelistRequest(*row[:6], json.loads(row[6]), *row[7:]) for row in rows]
+
+    def get(self, request_id: int) -> DelistRequest | None:
+        rows = self._rows("WHERE id = ?", [request_id])
+        return rows[0] if rows else None
+
+    def list(self, state: str | None = "open", limit: int = 1000) -> list[DelistRequest]:
+        """Requests by id, oldest first: open ones (the operator's queue), closed ones, or all (None)."""
+        if state is None:
+            return self._rows("ORDER BY id LIMIT ?", [limit])
+        return self._rows("WHERE state = ? ORDER BY id LIMIT ?", [state, limit])
+
+    def create(self, request: Request, client: str, listed_as: dict, actor: str) -> tuple[DelistRequest, bool]:
+        """Queue a request; (the request, whether it is new).
+
+        The same subject, zone and email while a request is open is the same
+        request: a requester who presses the button twice gets one id.
+        """
+        stamp = timestamp(self.store.clock())
+        with self.store.transaction(answers=False) as conn:
+            row = conn.execute("SELECT id FROM delist_requests WHERE state = 'open' AND zone = ? AND subject = ? "
+                               "AND email = ?", [request.zone, request.subject.text, request.email]).fetchone()
+            if row is not None:
+                return self.get(row[0]), False
+            cursor = conn.execute(
+                "INSERT INTO delist_requests (zone, subject, reason, email, client, listed_as, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [request.zone, request.subject.text, request.reason, request.email, client, json.dumps(listed_as),
+                 stamp])
+            made = self.get(cursor.lastrowid)
+            _audit(conn, stamp, actor, "delist-request", None, made)
+        return made, True
+
+    def close(self, request_id: int, resolution: str, note: str, actor: str) -> tuple[DelistRequest, list[str]]:
+        """Close a request; with ``delisted``, remove the subject's listing in the same transaction.
+
+        Returns the closed request and the subjects whose listings were removed.
+
+        :raises NoSuchRequest, AlreadyClosed: and nothing changes.
+        :raises StillListed: naming the wider listings that would still list the
+            subject; remove those or add an exclusion first. Nothing changes.
+        """
+        now = self.store.clock()
+        stamp = timestamp(now)
+        removed: list[str] = []
+        with self.store.transaction(answers=resolution == "delisted") as conn:
+            old = self.get(request_id)
+            if old is None:
+                raise NoSuchRequest(f"no delisting request {request_id}")
+            if old.state != "open":
+                raise AlreadyClosed(f"delisting request {request_id} was closed {old.resolution} at {old.closed_at} "
+                                    f"by {old.closed_by}")
+            if resolution == "delisted":
+                subject = parse_subject(old.subject)
+                exact = self.store.get(old.zone, subject)
+                if exact is not None and exact.state == "active" and not exact.exclude:
+                    self.store.remove_in(conn, [subject], zone=old.zone, actor=actor, stamp=stamp)
+                    removed.append(exact.subject)
+                left = still_listing(self._covering(old.zone, subject, stamp))
+                if left:
+                    raise StillListed(
+                        f"{old.subject} is still listed in {old.zone} by {', '.join(left)}: remove "
+                        f"{'that' if len(left) == 1 else 'those'} (rbl listing remove) or exclude {old.subject} "
+                        "(rbl listing add --exclude), then close the request")
+            conn.execute("UPDATE delist_requests SET state = 'closed', resolution = ?, note = ?, closed_at = ?, "
+                         "closed_by = ? WHERE id = ?", [resolution, note, stamp, actor, request_id])
+            new = self.get(request_id)
+            _audit(conn, stamp, actor, "delist-close", old, new)
+        return new, removed
+
+    def _covering(self, zone: str, subject: Subject, stamp: str) -> list:
+        return [row for row in self.store.show(subject, zone=zone)
+                if row.expires_at is None or row.expires_at > stamp]
