@@ -183,12 +183,13 @@ class Server:
                 found.append(int(stat.parent.name))
         return found
 
-    def kill(self) -> None:
+    def kill(self) -> list[int]:
         """SIGKILL the primary, as a crash or the OOM killer would: no cleanup of its own runs.
 
-        Its DNS workers see the end of their input and stop by themselves; one still
-        there after 10 s is killed, so a test never leaves a process behind. Start the
-        server again on the same store with :meth:`restarted`.
+        Its DNS workers should see the end of their input and stop by themselves; one
+        still there after 10 s is killed, so a test never leaves a process behind, and
+        its id returned (an orphan would go on answering on the port from a stale
+        snapshot). Start the server again on the same store with :meth:`restarted`.
         """
         workers = self.children()
         self.proc.kill()
@@ -199,9 +200,11 @@ class Server:
         for pid in workers:
             while _running(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _running(pid):
-                os.kill(pid, signal.SIGKILL)
-                self.log.append(f"(test) DNS worker {pid} outlived its primary: killed\n")
+        orphans = [pid for pid in workers if _running(pid)]
+        for pid in orphans:
+            os.kill(pid, signal.SIGKILL)
+            self.log.append(f"(test) DNS worker {pid} outlived its primary: killed\n")
+        return orphans
 
     def restarted(self) -> "Server":
         """A new ``rbl serve`` with the same arguments on the same workspace (new ports if they were 0)."""

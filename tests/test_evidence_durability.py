@@ -53,6 +53,8 @@ class Run:
     connection_errors: int = 0
     killed_at: float | None = None
     restarted_at: float | None = None
+    workers: list[int] = field(default_factory=list)  # the killed primary's DNS workers
+    orphans: list[int] = field(default_factory=list)  # those still running 10 s after it
 
 
 def body_for(rng: random.Random, now: dt.datetime) -> bytes:
@@ -108,7 +110,8 @@ async def load(servers: list[Server], run: Run) -> None:
         clients = [asyncio.create_task(client(n, run, session, ends, gives_up)) for n in range(CLIENTS)]
         await asyncio.sleep(KILL_AT)
         run.killed_at = time.monotonic()
-        await asyncio.to_thread(servers[-1].kill)  # mid-flight: the clients are still submitting
+        run.workers = servers[-1].children()
+        run.orphans = await asyncio.to_thread(servers[-1].kill)  # mid-flight: the clients are still submitting
         # Started again on the same database file, in a thread: the clients keep trying meanwhile.
         servers.append(await asyncio.to_thread(servers[-1].restarted))
         run.restarted_at = time.monotonic()
@@ -126,6 +129,8 @@ def test_every_acknowledged_submission_survives_a_sigkill(workspace):
         asyncio.run(asyncio.wait_for(load(servers, run), HARD_TIMEOUT))
         server = servers[-1]
         assert len(servers) == 2 and servers[0].proc.returncode == -9 and server.proc.poll() is None
+        # The killed primary's DNS workers stopped with it: none goes on answering from a stale snapshot.
+        assert run.workers and run.orphans == []
 
         # Connection errors during the kill are expected; any 4xx or 5xx is not, nor a request never answered.
         assert run.wrong == [] and run.unanswered == []
