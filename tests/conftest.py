@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -89,16 +90,18 @@ def stop_process(proc: subprocess.Popen | None) -> None:
 class Server:
     """A real ``rbl serve`` subprocess listening on a free loopback port."""
 
-    def __init__(self, workspace: Workspace, *extra: str):
+    def __init__(self, workspace: Workspace, *extra: str, env: dict[str, str] | None = None):
         self.workspace = workspace
         self.log: list[str] = []
         if not any(arg.startswith("--http") for arg in extra):
             extra = ("--http", "127.0.0.1:0", *extra)
+        self.extra, self.env = extra, env
         self.http_port: int | None = None
         # stdout and stderr in one pipe: self.log is everything the server and its workers print.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rbl", "serve", "--dns", "127.0.0.1:0", *extra],
-            env=workspace.env, cwd=workspace.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env or workspace.env, cwd=workspace.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
         )
         self.output = self.proc.stdout
         self.port = self._wait_for_port()
@@ -170,6 +173,54 @@ class Server:
         stop_process(self.proc)
         self._drainer.join(5)
         self.output.close()
+
+    def children(self) -> list[int]:
+        """The ids of the primary's child processes (its DNS workers)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid ...
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[1]) == self.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    def kill(self) -> list[int]:
+        """SIGKILL the primary, as a crash or the OOM killer would: no cleanup of its own runs.
+
+        Its DNS workers should see the end of their input and stop by themselves; one
+        still there after 10 s is killed, so a test never leaves a process behind, and
+        its id returned (an orphan would go on answering on the port from a stale
+        snapshot). Start the server again on the same store with :meth:`restarted`.
+        """
+        workers = self.children()
+        self.proc.kill()
+        self.proc.wait()
+        self._drainer.join(5)
+        self.output.close()
+        deadline = time.monotonic() + 10
+        for pid in workers:
+            while _running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        orphans = [pid for pid in workers if _running(pid)]
+        for pid in orphans:
+            os.kill(pid, signal.SIGKILL)
+            self.log.append(f"(test) DNS worker {pid} outlived its primary: killed\n")
+        return orphans
+
+    def restarted(self) -> "Server":
+        """A new ``rbl serve`` with the same arguments on the same workspace (new ports if they were 0)."""
+        return Server(self.workspace, *self.extra, env=self.env)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (a reparented child its new parent reaps)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 @pytest.fixture
