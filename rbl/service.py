@@ -53,6 +53,7 @@ class Service:
         self._built_at = 0.0
         self.standing = None  # the vendors' tiers the current snapshot was compiled with
         self._scored_at = 0.0
+        self._scoring = 0.0  # seconds the last scoring took
 
     def _fingerprint(self, policy: Policy | None = None) -> tuple:
         # The policy's files, the feed files it read, and the zone files.
@@ -78,7 +79,9 @@ class Service:
         now = self.store.clock()
         audit_id = self.store.audit_mark()  # read before the listings: later changes get patched
         serial = self.store.next_serial(int(time.time()))
+        started = time.monotonic()
         standing = vendor_standing(self.store, zones, policy, now)
+        self._scoring = time.monotonic() - started
         snapshot = compile_snapshot(self.store, zones, policy.listing, serial, now, policy.classification, standing)
         self.standing, self._scored_at = standing, time.monotonic()
         # The store's generation from before the read: a change during the compile gets patched.
@@ -153,13 +156,16 @@ class Service:
     def _standing_moved(self, now) -> bool:
         """Whether a vendor's tier differs from the one the snapshot was compiled with.
 
-        Scoring reads every case in the window, so it runs at most every
-        STANDING_SECONDS: evidence and listings move a tier within seconds.
+        Scoring reads every case in the window (about a second per million
+        listings), so it runs at most every STANDING_SECONDS, or ten times as long
+        as it took: evidence and listings move a tier within seconds, and scoring
+        never takes more than a tenth of the primary.
         """
-        if self.standing is None or time.monotonic() - self._scored_at < STANDING_SECONDS:
+        if self.standing is None or time.monotonic() - self._scored_at < max(STANDING_SECONDS, 10 * self._scoring):
             return False
-        self._scored_at = time.monotonic()
+        started = time.monotonic()
         fresh = vendor_standing(self.store, self._zones, self._policy, now)
+        self._scored_at, self._scoring = time.monotonic(), time.monotonic() - started
         return {v: s.tier for v, s in fresh.scores.items()} != {v: s.tier for v, s in self.standing.scores.items()}
 
     def _density_moved(self, changes: Changes, now) -> bool:

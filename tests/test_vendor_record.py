@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from conftest import ROOT, Server
 from rbl.addresses import parse_subject
 from rbl.policy.evidence import Item
-from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, NEUTRAL, score_vendor
+from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, NEUTRAL, NONE, microseconds, score_vendor
 from rbl.policy.standing import vendor_scores
 from rbl.policy.vendors import load_policy
 from rbl.store import ListingStore
 from rbl.store.evidence import EvidenceStore, Remediation, vendor_cases
-from rbl.store.listings import Entry
+from rbl.store.listings import _NO_TIME, Entry, epoch_microseconds, parse_timestamp, timestamp
 from rbl.store.tokens import TokenStore
 
 RULES = load_policy(ROOT / "policy").listing.remediation
@@ -164,3 +164,14 @@ def test_the_vendor_view_is_for_that_vendor_and_the_operator(server, workspace):
         assert status == 200 and body["tier"] == "neutral" and body["numbers"]["cases"] == 2
         assert {c["subject"] for c in body["open_cases"]} == {"3.5.140.7", "3.5.140.8"}
         assert body["rules"]["min_cases"] == 10 and "fewer than the 10" in body["reason"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(9999, 12, 31),
+                                                  timezones=st.just(dt.timezone.utc))), min_size=1, max_size=20))
+def test_store_times_read_in_bulk_as_one_by_one(moments):
+    """epoch_microseconds (numpy, for the compile) against parse_timestamp (one by one)."""
+    texts = [timestamp(m) if m is not None else _NO_TIME for m in moments]
+    got = epoch_microseconds("".join(texts)).tolist()
+    want = [NONE if m is None else microseconds(parse_timestamp(t)) for m, t in zip(moments, texts)]
+    assert got == want

@@ -312,7 +312,7 @@ class Api:
         rules = policy.listing.remediation
         zones = tuple(zone.config.origin for zone in self.service.current.zones.values()
                       if zone.config.serves == "listings")
-        columns = store.case_columns(zones, now - rules.window, now)
+        columns = store.case_columns(zones, now - rules.window, now, active=True)
         score = vendor_scores(columns, policy.classification, policy.listing, now, [name])[name]
         # Its cases not remediated (nor disputed), oldest first: what the vendor should act on.
         vendor_ids = [i for i, r in enumerate(policy.classification.ranges) if r is not None and r.vendor == name]
