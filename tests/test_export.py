@@ -9,15 +9,28 @@ records, and must agree with :meth:`ZoneSnapshot.find` on every name asked.
 from __future__ import annotations
 
 import ipaddress
+import os
+import random
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
+import dns.message
+import dns.rcode
+import dns.rdatatype
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import Server, Workspace, require_tool, shared_file, stop_process
 from rbl.addresses import reverse_name
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.records import Record, cidr_split, cidrs, ip4_runs, zone_records
+from rbl.zone.records import Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs, zone_records
 from rbl.zone.snapshot import NODATA, NXDOMAIN, Snapshot, compile_zone
+from test_oracle_rbldnsd import Rbldnsd, ask_all, free_udp_port, question_wire, read_zone
 from test_snapshot import CONFIG, naive_ip, row
 
 ORIGIN = "bl.example"
@@ -224,3 +237,329 @@ def test_runs_of_a_zone_hold_the_test_points():
     nets, plens, vals = cidrs(starts, values, 32)
     assert [(ipaddress.IPv4Address(int(n)).compressed, int(p)) for n, p in zip(nets, plens)] == [("127.0.0.2", 32)]
     assert naive_ip([], "ip4", 32, 0x7F000002) is None  # only the test point lists it
+
+
+# --------------------------------------------------------------------------
+# Acceptance: the real rbldnsd serving the rbldnsd export and the real NSD serving
+# the zone file answer what the real `rbl serve` answers, on more than 50,000 queries.
+
+SEED = 1035
+MIN_QUERIES = 50_000
+
+
+def generated_listings(rng: random.Random) -> tuple[str, str]:
+    """rbldnsd-format data for bl.example and dkim.bl.example covering every decision."""
+    lines = [":127.0.0.2:Listed by bl.example, see https://bl.example/lookup?q=$"]
+    # Shared cloud space (the demo's EC2 excerpt): single addresses, some remediated
+    # (throttle); a CIDR there lists no shared pool.
+    for base, size in ((0x03058C00, 1024), (0x34040000, 1 << 18), (0x0D7D0000, 1 << 16), (0x36F70000, 1 << 16)):
+        for _ in range(120):
+            address = ipaddress.IPv4Address(base + rng.randrange(size))
+            lines.append(f"{address} :127.0.0.4:" + ("Throttled: $" if rng.random() < 0.5 else "") if rng.random() < 0.3
+                         else str(address))
+    lines.append("52.4.1.0/24")
+    # The vendor's dedicated /28 escalates inside itself; its quarantine pool answers anyway.
+    lines += [f"198.19.254.{i}" for i in range(1, 10)] + ["198.19.255.7"]
+    # Unclassified /24s dense enough to escalate, some in space whose names are also
+    # IPv6 nibble paths (1.2.3.x, 5.5.x.x), with exclusions and per-entry values.
+    prefixes = [(45, rng.randrange(256), rng.randrange(256)) for _ in range(120)]
+    prefixes += [(1, 2, c) for c in range(12)] + [(5, 5, c) for c in range(0, 40, 3)] + [(2, 0, 0)]
+    for a, b, c in prefixes:
+        for d in rng.sample(range(256), rng.randint(8, 20)):
+            lines.append(f"{a}.{b}.{c}.{d}" + (" :3:Range member $ (see $$ costs)" if d % 11 == 0 else ""))
+    # CIDRs of every length with holes, nested values, and a throttle-range.
+    for plen in range(9, 33):
+        net = ipaddress.ip_network(f"{rng.randrange(60, 90)}.{rng.randrange(256)}.{rng.randrange(256)}.0/{plen}",
+                                   strict=False)
+        lines.append(str(net))
+        if plen < 30:
+            inner = ipaddress.ip_network(f"{net.network_address + rng.randrange(net.num_addresses)}/{plen + 3}",
+                                         strict=False)
+            lines.append(f"!{inner}" if plen % 2 else f"{inner} :127.0.0.5:Throttle range $")
+            lines.append(f"!{net.network_address + rng.randrange(net.num_addresses)}")
+    lines += ["!10.1.2.3", "!10.20.0.0/16", "10.20.5.0/24 :127.0.0.4:", "!127.0.0.9", "2.0.0.1", "3.0.0.0/22"]
+    # IPv6: prefixes of every length, holes, a /64 with enough addresses to escalate,
+    # and space shared with IPv4 names (2001::/16 is also 2.0.0.1's name).
+    for plen in range(20, 129, 3):
+        net = ipaddress.ip_network(f"2a0{rng.randrange(10)}:{rng.randrange(65536):x}::/{plen}", strict=False)
+        lines.append(str(net))
+        if plen < 120:
+            lines.append(f"!{ipaddress.IPv6Address(int(net.network_address) + rng.getrandbits(128 - plen))}")
+    lines += [f"2001:db8:5:7::{rng.randrange(65536):x}" for _ in range(10)]
+    lines += ["2001:db8::/40", "!2001:db8:0:1::/64", "2001:0:1::/48", "2600::/12 :127.0.0.4:"]
+    # Domains: every dnset form, exclusions cutting holes, nested listings.
+    words = ["spam", "mail", "bulk", "promo", "news", "srv"]
+    for i in range(150):
+        name = f"{rng.choice(words)}{i}.{rng.choice(['com', 'net', 'example', 'info'])}"
+        form = rng.choice(["", "*.", "."])
+        lines.append(form + name)
+        if form and rng.random() < 0.4:
+            lines.append(f"!{rng.choice(['', '.', '*.'])}{rng.choice(words)}.{name}")
+        if rng.random() < 0.2:
+            lines.append(f"deep.{rng.choice(words)}.{name} :127.0.0.4:Deeper $")
+    dkim = [":127.0.2.2:DKIM signing domain $ listed by bl.example"]
+    dkim += [f"{rng.choice(['', '.'])}signer{i}.example" + (" :127.0.2.4:" if i % 4 == 0 else "") for i in range(60)]
+    return "\n".join(lines) + "\n", "\n".join(dkim) + "\n"
+
+
+class Nsd:
+    """The real NSD serving a zone file on a free loopback port."""
+
+    def __init__(self, binary: str, directory: Path, origin: str, zonefile: Path):
+        self.directory = directory
+        self.proc = None
+        for _ in range(5):
+            self.port = free_udp_port()
+            conf = directory / "nsd.conf"
+            conf.write_text(f"""server:
+  ip-address: 127.0.0.1@{self.port}
+  port: {self.port}
+  username: ""
+  chroot: ""
+  zonesdir: "{zonefile.parent}"
+  database: ""
+  zonelistfile: "{directory}/zone.list"
+  xfrdfile: "{directory}/xfrd.state"
+  xfrdir: "{directory}"
+  pidfile: "{directory}/nsd.pid"
+  server-count: 1
+  verbosity: 1
+  refuse-any: no
+  rrl-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: {origin}
+  zonefile: {zonefile.name}
+""")
+            self.log_path = directory / "nsd.log"
+            with open(self.log_path, "w") as log:
+                self.proc = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+            if self._ready(origin):
+                return
+            self.stop()
+        raise AssertionError(f"nsd did not start:\n{self.log_path.read_text()}")
+
+    def _ready(self, origin: str) -> bool:
+        import socket
+
+        query = dns.message.make_query(f"2.0.0.127.{origin}", "A").to_wire()
+        deadline = time.monotonic() + 60
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    return False
+                try:
+                    sock.sendto(query, ("127.0.0.1", self.port))
+                    if dns.message.from_wire(sock.recv(65535)).answer:
+                        return True
+                except (socket.timeout, ConnectionRefusedError):
+                    time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+@dataclass(frozen=True)
+class Reply:
+    rcode: str
+    a: frozenset
+    txt: tuple
+    ttls: frozenset
+
+
+def reply_of(msg: dns.message.Message) -> Reply:
+    a, txt, ttls = set(), [], set()
+    for rrset in msg.answer:
+        if rrset.rdtype == dns.rdatatype.A:
+            a.update(rr.address for rr in rrset)
+            ttls.add(rrset.ttl)
+        elif rrset.rdtype == dns.rdatatype.TXT:
+            txt += [b"".join(rr.strings).decode("ascii", "replace") for rr in rrset]
+            ttls.add(rrset.ttl)
+    return Reply(dns.rcode.to_text(msg.rcode()), frozenset(a), tuple(sorted(txt)), frozenset(ttls))
+
+
+@dataclass
+class Asked:
+    rel: str  # the name below bl.example
+    qtype: str
+    kind: str  # ip4, ip6, mapped, domain, and the sub-zone: ip4@cloud...
+    subject: str | None  # the address asked about (None: a domain)
+
+
+def sample(snapshot, rng: random.Random, budget: int) -> list[Asked]:
+    """Names that cover every run of every answer (edges and insides), domains and their parents."""
+    names: list[Asked] = []
+    for zone in snapshot.zones.values():
+        suffix = zone.config.origin[: -len(ORIGIN)].rstrip(".")
+        at = f"@{suffix}" if suffix else ""
+        tail = f".{suffix}" if suffix else ""
+        starts, values = (a.tolist() for a in ip4_runs(zone))
+        ends = starts[1:] + [2**32]
+        share = budget // 2 if not suffix else budget // 8
+        runs = list(zip(starts, ends, values))
+        by_value: dict[int, list] = {}
+        for run in runs:
+            by_value.setdefault(run[2], []).append(run)
+        picked = [rng.choice(r) for r in by_value.values()]  # every answer at least once
+        picked += rng.sample(runs, min(len(runs), share // 4))
+        addresses = set()
+        for lo, hi, _v in picked:
+            addresses.update(a for a in (lo - 1, lo, hi - 1, rng.randrange(lo, hi)) if 0 <= a < 2**32)
+        addresses.update(rng.getrandbits(32) for _ in range(share // 10))
+        for value in sorted(addresses)[:share]:
+            text = str(ipaddress.IPv4Address(value))
+            names.append(Asked(reverse_name(text) + tail, "", "ip4" + at, text))
+        for value in rng.sample(sorted(addresses), min(len(addresses), share // 10)):
+            text = str(ipaddress.IPv4Address(value))
+            names.append(Asked(reverse_name(f"::ffff:{text}") + tail, "", "mapped" + at, text))
+        six = list(zip(*(a.tolist() for a in ip6_runs(zone)))) if len(zone.ip6_hi) else []
+        values6 = set()
+        for i, (lo, value) in enumerate(six):
+            hi = six[i + 1][0] if i + 1 < len(six) else 2**128
+            values6.update(v for v in (lo - 1, lo, hi - 1, lo + rng.randrange(hi - lo)) if 0 <= v < 2**128)
+        for value in sorted(values6):
+            if not 0xFFFF00000000 <= value <= 0xFFFFFFFFFFFF:
+                text = str(ipaddress.IPv6Address(value))
+                names.append(Asked(reverse_name(text) + tail, "", "ip6" + at, text))
+        for node in domain_nodes(zone):
+            for name in {node.name, f"www.{node.name}", f"x.y.{node.name}"}:
+                names.append(Asked(name + tail, "", "domain" + at, None))
+    names.append(Asked("invalid", "", "domain", None))
+    return [Asked(n.rel, qtype, n.kind, n.subject) for n in names for qtype in ("A", "TXT")]
+
+
+@pytest.fixture(scope="module")
+def mirrors(tmp_path_factory):
+    """Every answer of rbl, rbldnsd (rbldnsd export) and NSD (zone file export) to the same queries."""
+    rbldnsd_binary, nsd_binary = require_tool("rbldnsd"), require_tool("nsd")
+    started = time.monotonic()
+    workspace = Workspace(tmp_path_factory.mktemp("export"))
+    main, dkim = generated_listings(random.Random(SEED))
+    (workspace.root / "generated.rbldnsd").write_text(main)
+    (workspace.root / "dkim.rbldnsd").write_text(dkim)
+    for path, fmt in ((shared_file("blocklists", "firehol-firehol_level1.netset"), "firehol"),
+                      (shared_file("blocklists", "ipsum-levels-3.txt"), "plain"),
+                      (shared_file("blocklists", "spamhaus-dropv6.txt"), "spamhaus-drop"),
+                      (workspace.root / "generated.rbldnsd", "rbldnsd")):
+        workspace.rbl("listing", "import", str(path), "--format", fmt, "--expires", "never")
+    workspace.rbl("listing", "import", str(workspace.root / "dkim.rbldnsd"), "--format", "rbldnsd",
+                  "--zone", "dkim.bl.example", "--expires", "never")
+    out = workspace.root / "out"
+    exported = time.monotonic()
+    workspace.rbl("export", "rbldnsd", str(out))
+    workspace.rbl("export", "zonefile", str(out))
+    export_seconds = time.monotonic() - exported
+
+    from rbl.service import Service
+
+    service = Service(str(workspace.db), str(workspace.policy), str(workspace.zones))
+    snapshot = service.build()
+    service.store.close()
+    asked = sample(snapshot, random.Random(SEED + 1), 46_000)
+    print(f"\nimport {exported - started:.1f} s, export {export_seconds:.1f} s, sample {time.monotonic() - exported - export_seconds:.1f} s")
+    wires = [question_wire(f"{q.rel}.{ORIGIN}", q.qtype) for q in asked]
+
+    servers = []
+    try:
+        server = Server(workspace, "--http", "off")
+        servers.append(server)
+        ref = Rbldnsd(rbldnsd_binary, out, read_zone(workspace), [f"{ORIGIN}:combined:{ORIGIN}.rbldnsd"])
+        servers.append(ref)
+        nsd_dir = workspace.root / "nsd"
+        nsd_dir.mkdir()
+        nsd = Nsd(nsd_binary, nsd_dir, ORIGIN, out / f"{ORIGIN}.zone")
+        servers.append(nsd)
+        asking = time.monotonic()
+        replies = {}
+        for name, port in (("rbl", server.port), ("rbldnsd", ref.port), ("nsd", nsd.port)):
+            try:
+                t0 = time.monotonic()
+                replies[name] = [reply_of(m) for m in ask_all(port, wires)]
+                print(name, f"{time.monotonic() - t0:.1f} s")
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from None
+        ask_seconds = time.monotonic() - asking
+        print(f"asking {ask_seconds:.1f} s, servers started in {asking - started:.1f} s since the start")
+        rbldnsd_log = ref.log
+    finally:
+        for s in servers:
+            s.stop()
+    return {"asked": asked, "replies": replies, "snapshot": snapshot, "out": out, "rbldnsd_log": rbldnsd_log,
+            "seconds": time.monotonic() - started, "export_seconds": export_seconds, "ask_seconds": ask_seconds}
+
+
+def test_the_sample_is_large_and_covers_every_code(mirrors):
+    asked, ours = mirrors["asked"], mirrors["replies"]["rbl"]
+    assert len(asked) >= MIN_QUERIES
+    codes = {code for zone in mirrors["snapshot"].zones.values() for a in zone.answers if a for code in a.codes}
+    seen = {code for reply in ours for code in reply.a}
+    # block, block-range, throttle, throttle-range, quarantine; cloud kinds; DKIM block and throttle
+    assert codes >= {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.1.1", "127.0.1.2",
+                     "127.0.1.3", "127.0.2.2", "127.0.2.4"}
+    assert seen == codes, codes - seen
+    kinds = Counter((q.kind, r.rcode) for q, r in zip(asked, ours))
+    for kind in ("ip4", "ip6", "mapped", "domain", "ip4@cloud", "domain@dkim"):
+        assert kinds[kind, "NOERROR"] > 20 and kinds[kind, "NXDOMAIN"] > 20, (kind, kinds)
+    multi = sum(len(r.a) > 1 for r in ours)
+    assert multi > 100, "escalated ranges with listed addresses inside answer two codes"
+    assert mirrors["seconds"] < 150, f"took {mirrors['seconds']:.0f} s"
+    print(f"\n{len(asked)} queries; export {mirrors['export_seconds']:.1f} s; asking three servers "
+          f"{mirrors['ask_seconds']:.1f} s; all {mirrors['seconds']:.1f} s")
+
+
+def _differences(mirrors, name: str, same) -> list[str]:
+    bad = []
+    for q, ours, theirs in zip(mirrors["asked"], mirrors["replies"]["rbl"], mirrors["replies"][name]):
+        if not same(q, ours, theirs):
+            bad.append(f"{q.rel} {q.qtype} ({q.kind}): rbl {ours} / {name} {theirs}")
+    return bad
+
+
+def test_rbldnsd_serving_the_export_answers_as_rbl(mirrors):
+    """Same rcode, A set, TXT and TTL; where rbl answers NODATA for a name that exists only because
+    something below it is listed (com when spam.com is listed), rbldnsd answers NXDOMAIN (README)."""
+
+    def same(q, ours, theirs):
+        if ours.rcode == "NOERROR" and not ours.a and not ours.txt:
+            return theirs.rcode in ("NOERROR", "NXDOMAIN") and not theirs.a and not theirs.txt
+        return ours == theirs
+
+    bad = _differences(mirrors, "rbldnsd", same)
+    assert not bad, f"{len(bad)} differ:\n" + "\n".join(bad[:30])
+    assert "ignored" not in mirrors["rbldnsd_log"] and "invalid" not in mirrors["rbldnsd_log"], mirrors["rbldnsd_log"]
+
+
+def test_nsd_serving_the_zone_file_answers_as_rbl(mirrors):
+    """Same rcode, A set and TTL; the same TXT, but where a wildcard answers, its TXT names the
+    network it stands for (a static record cannot name each address)."""
+
+    def same(q, ours, theirs):
+        if (ours.rcode, ours.a, ours.ttls) != (theirs.rcode, theirs.a, theirs.ttls) or len(ours.txt) != len(theirs.txt):
+            return False
+        if ours.txt == theirs.txt:
+            return True
+        if q.subject is None or len(ours.txt) != 1:
+            return False
+        step = 8 if q.kind.startswith("ip4") else 4
+        return theirs.txt[0] in {ours.txt[0].replace(q.subject, s) for s in networks(q.subject, step)}
+
+    bad = _differences(mirrors, "nsd", same)
+    assert not bad, f"{len(bad)} differ:\n" + "\n".join(bad[:30])
+    wildcards = sum(o.txt != t.txt for o, t in zip(mirrors["replies"]["rbl"], mirrors["replies"]["nsd"]))
+    assert wildcards > 100  # the sample reaches names answered by wildcards
+
+
+def test_the_zone_file_passes_kzonecheck_and_nsd_checkzone(mirrors):
+    zonefile = mirrors["out"] / f"{ORIGIN}.zone"
+    for cmd in ([require_tool("kzonecheck"), "-o", ORIGIN, str(zonefile)],
+                [require_tool("nsd-checkzone"), ORIGIN, str(zonefile)]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{cmd[0]}: {proc.stdout}{proc.stderr}"
+    text = zonefile.read_text()
+    assert "\tCNAME\texcluded.bl.example." in text  # excluded domains under a wildcard
+    assert not list(mirrors["out"].glob(".*.tmp")), "a temporary file was left behind"
+    assert os.stat(zonefile).st_mode & 0o044 == 0o044  # readable by servers running as their own user
