@@ -40,7 +40,7 @@ IP6_BITS = 128
 # ::ffff:0:0/96: rbl (like rbldnsd) answers these names from the IPv4 data.
 MAPPED_LO = 0xFFFF << 32
 MAPPED_HI = MAPPED_LO + (1 << 32)
-MAPPED_DEPTH = 24  # nibbles above an IPv4-mapped address
+TEST_POINT = 0x7F000002  # 127.0.0.2, RFC 5782 section 5
 MAPPED_PATH = ".".join(reversed(f"{MAPPED_LO >> 32:024x}"))  # f.f.f.f.0.0...0 (nearest the origin last)
 
 # Names the zone file points excluded domains at (a CNAME to a name that does not
@@ -445,11 +445,19 @@ def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, sub
         yield from rdata.records(name, ttl, value, subject(index, depth))
 
 
+def _test_point_runs(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Only what 127.0.0.2 answers: RFC 5782's ::FFFF:7F00:2, served however little else is mapped."""
+    point = TEST_POINT
+    value = values[np.searchsorted(starts, point, side="right") - 1]
+    return np.array([0, point, point + 1], dtype=np.int64), np.array([0, value, 0], dtype=np.int64)
+
+
 def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str, skip: tuple[str, ...] = ()
                       ) -> Iterator[Record]:
     """The records answering one zone's (or sub-zone's) listings; names end with ``suffix``.
 
-    ``mapped``: also answer ::ffff:0:0/96 names from the IPv4 data, as rbl does.
+    ``mapped``: answer ::ffff:0:0/96 names from the IPv4 data, as rbl does (False:
+    only the test point ::ffff:127.0.0.2).
     ``holes``: the name (relative, with suffix) excluded domains under a wildcard point to.
     ``skip``: relative names (sub-zones) whose subtrees belong to another zone.
     """
@@ -460,10 +468,9 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
                               _ip4_label_path, _ip4_subject)
     yield from _cover_records(tree_cover(*ip6_runs(zone), IP6_BITS, 4, shared_depth=3), rdata, ttl, suffix,
                               _nibble_path, _ip6_subject)
-    if mapped:
-        mapped_suffix = "." + MAPPED_PATH + suffix
-        yield from _cover_records(tree_cover(*ip4, IP4_BITS, 4), rdata, ttl, mapped_suffix, _nibble_path,
-                                  _mapped_subject)
+    mapped_runs = ip4 if mapped else _test_point_runs(*ip4)
+    yield from _cover_records(tree_cover(*mapped_runs, IP4_BITS, 4), rdata, ttl, "." + MAPPED_PATH + suffix,
+                              _nibble_path, _mapped_subject)
     for node in domain_nodes(zone):
         if any(node.name == s or node.name.endswith("." + s) for s in skip):
             continue
