@@ -387,6 +387,8 @@ def _majority(rank: np.ndarray, vals: np.ndarray, counts: np.ndarray, nodes: int
 
 def txt_rdata(text: str) -> str:
     """TXT rdata in presentation format: quoted strings of at most 255 bytes, as rbl sends them."""
+    if len(text) <= 255 and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # the usual case, without a look at each character
     data = text.encode("ascii", "replace")
     chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
     return " ".join('"' + "".join(_TXT_ESCAPE[b] for b in chunk) + '"' for chunk in chunks)
@@ -414,16 +416,30 @@ class _Rdata:
             yield Record(name, ttl, "TXT", fixed if fixed is not None else txt_rdata(answer.text(subject)))
 
 
+_OCTETS = [str(i) for i in range(256)]
+_NIBBLES = "0123456789abcdef"
+_BYTE_NIBBLES = [f"{b & 15:x}.{b >> 4:x}" for b in range(256)]  # a byte's two labels, low nibble first
+
+
 def _ip4_label_path(index: int, depth: int) -> str:
-    return ".".join(str(index >> (8 * i) & 255) for i in range(depth))
+    if depth == 4:
+        return f"{_OCTETS[index & 255]}.{_OCTETS[index >> 8 & 255]}.{_OCTETS[index >> 16 & 255]}.{_OCTETS[index >> 24]}"
+    return ".".join(_OCTETS[index >> (8 * i) & 255] for i in range(depth))
 
 
 def _nibble_path(index: int, depth: int) -> str:
-    return ".".join("0123456789abcdef"[index >> (4 * i) & 15] for i in range(depth))
+    if depth == 8:
+        return (f"{_BYTE_NIBBLES[index & 255]}.{_BYTE_NIBBLES[index >> 8 & 255]}.{_BYTE_NIBBLES[index >> 16 & 255]}."
+                f"{_BYTE_NIBBLES[index >> 24]}")
+    return ".".join(_NIBBLES[index >> (4 * i) & 15] for i in range(depth))
+
+
+def _dotted(value: int) -> str:
+    return f"{_OCTETS[value >> 24]}.{_OCTETS[value >> 16 & 255]}.{_OCTETS[value >> 8 & 255]}.{_OCTETS[value & 255]}"
 
 
 def _ip4_subject(index: int, depth: int) -> str:
-    net = str(ipaddress.IPv4Address(index << (32 - 8 * depth)))
+    net = _dotted(index << (32 - 8 * depth))
     return net if depth == 4 else f"{net}/{8 * depth}"
 
 
@@ -434,15 +450,20 @@ def _ip6_subject(index: int, depth: int) -> str:
 
 def _mapped_subject(index: int, depth: int) -> str:
     # rbl names an IPv4-mapped address by its IPv4 form, as rbldnsd does.
-    net = str(ipaddress.IPv4Address(index << (32 - 4 * depth)))
+    net = _dotted(index << (32 - 4 * depth))
     return net if depth == 8 else f"{net}/{4 * depth}"
 
 
 def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, subject) -> Iterator[Record]:
+    levels, codes, answers, fixed = cover.levels, rdata.a, rdata.answers, rdata.fixed
     for depth, index, value in zip(cover.depth.tolist(), cover.index.tolist(), cover.value.tolist()):
-        label = path(index, depth)
-        name = label + suffix if depth == cover.levels else "*." + label + suffix
-        yield from rdata.records(name, ttl, value, subject(index, depth))
+        name = path(index, depth) + suffix if depth == levels else "*." + path(index, depth) + suffix
+        for code in codes[value]:
+            yield Record(name, ttl, "A", code)
+        parts = answers[value].txt
+        if parts is not None:
+            text = fixed[value]
+            yield Record(name, ttl, "TXT", text if text is not None else txt_rdata(subject(index, depth).join(parts)))
 
 
 def _test_point_runs(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
