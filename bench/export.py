@@ -45,8 +45,8 @@ def fill_store(db: Path, count: int, seed: int) -> float:
         if a >> 24 != 127:
             subjects.add(str(ipaddress.IPv4Address(a)))
     entries = [Entry(parse_subject(s)) for s in subjects]
-    for i in range(count // 50):  # CIDRs, a third of them with a hole
-        plen = rng.randrange(12, 31)
+    for i in range(count // 50):  # CIDRs as DROP-style lists have them, a third with a hole
+        plen = rng.choice([14, 16, 18, 20, 22, 22, 24, 24, 24, 24, 26, 28, 29, 30])
         net = ipaddress.ip_network(f"{ipaddress.IPv4Address(rng.randrange(0x01000000, 0xDF000000))}/{plen}", strict=False)
         entries.append(Entry(parse_subject(str(net))))
         if i % 3 == 0:

@@ -242,8 +242,8 @@ def test_runs_of_a_zone_hold_the_test_points():
 
 
 # --------------------------------------------------------------------------
-# Acceptance: the real rbldnsd serving the rbldnsd export and the real NSD serving
-# the zone file answer what the real `rbl serve` answers, on more than 50,000 queries.
+# Acceptance: the real rbldnsd serving the rbldnsd export and the real NSD and Knot
+# serving the zone file answer what the real `rbl serve` answers, on over 50,000 queries.
 
 SEED = 1035
 MIN_QUERIES = 50_000
@@ -360,6 +360,40 @@ zone:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+class Knot(Nsd):
+    """The real Knot DNS serving a zone file on a free loopback port."""
+
+    def __init__(self, binary: str, directory: Path, origin: str, zonefile: Path):
+        self.directory = directory
+        self.proc = None
+        for _ in range(5):
+            self.port = free_udp_port()
+            conf = directory / "knot.conf"
+            conf.write_text(f"""server:
+    listen: 127.0.0.1@{self.port}
+    rundir: "{directory}"
+database:
+    storage: "{directory}"
+log:
+  - target: stderr
+    any: warning
+zone:
+  - domain: {origin}
+    storage: "{zonefile.parent}"
+    file: "{zonefile.name}"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+""")
+            self.log_path = directory / "knot.log"
+            with open(self.log_path, "w") as log:
+                self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+            if self._ready(origin):
+                return
+            self.stop()
+        raise AssertionError(f"knotd did not start:\n{self.log_path.read_text()}")
 
 
 @dataclass(frozen=True)
@@ -481,10 +515,12 @@ def sample(snapshot, rng: random.Random, budget: int) -> list[Asked]:
         for lo, hi, _v in picked:
             addresses.update(a for a in (lo - 1, lo, hi - 1, rng.randrange(lo, hi)) if 0 <= a < 2**32)
         addresses.update(rng.getrandbits(32) for _ in range(share // 10))
-        for value in sorted(addresses)[:share]:
+        addresses.update((0x7F000001, 0x7F000002))  # RFC 5782 test points, ::ffff:7f00:1/2 below too
+        chosen = sorted(addresses) if len(addresses) <= share else sorted(rng.sample(sorted(addresses), share))
+        for value in sorted({*chosen, 0x7F000001, 0x7F000002}):
             text = str(ipaddress.IPv4Address(value))
             names.append(Asked(reverse_name(text) + tail, "", "ip4" + at, text))
-        for value in rng.sample(sorted(addresses), min(len(addresses), share // 10)):
+        for value in {0x7F000001, 0x7F000002, *rng.sample(sorted(addresses), min(len(addresses), share // 10))}:
             text = str(ipaddress.IPv4Address(value))
             names.append(Asked(reverse_name(f"::ffff:{text}") + tail, "", "mapped" + at, text))
         six = list(zip(*(a.tolist() for a in ip6_runs(zone)))) if len(zone.ip6_hi) else []
@@ -505,8 +541,8 @@ def sample(snapshot, rng: random.Random, budget: int) -> list[Asked]:
 
 @pytest.fixture(scope="module")
 def mirrors(tmp_path_factory):
-    """Every answer of rbl, rbldnsd (rbldnsd export) and NSD (zone file export) to the same queries."""
-    rbldnsd_binary, nsd_binary = require_tool("rbldnsd"), require_tool("nsd")
+    """Every answer of rbl, rbldnsd (rbldnsd export), NSD and Knot (zone file export) to the same queries."""
+    rbldnsd_binary, nsd_binary, knot_binary = require_tool("rbldnsd"), require_tool("nsd"), require_tool("knotd")
     started = time.monotonic()
     workspace = Workspace(tmp_path_factory.mktemp("export"))
     main, dkim = generated_listings(random.Random(SEED))
@@ -543,9 +579,13 @@ def mirrors(tmp_path_factory):
         nsd_dir.mkdir()
         nsd = Nsd(nsd_binary, nsd_dir, ORIGIN, out / f"{ORIGIN}.zone")
         servers.append(nsd)
+        knot_dir = workspace.root / "knot"
+        knot_dir.mkdir()
+        knot = Knot(knot_binary, knot_dir, ORIGIN, out / f"{ORIGIN}.zone")
+        servers.append(knot)
         asking = time.monotonic()
         replies = {}
-        for name, port in (("rbl", server.port), ("rbldnsd", ref.port), ("nsd", nsd.port)):
+        for name, port in (("rbl", server.port), ("rbldnsd", ref.port), ("nsd", nsd.port), ("knot", knot.port)):
             try:
                 replies[name] = [reply_of(m) for m in ask_all(port, wires)]
             except AssertionError as exc:
@@ -600,7 +640,8 @@ def test_rbldnsd_serving_the_export_answers_as_rbl(mirrors):
     assert "ignored" not in mirrors["rbldnsd_log"] and "invalid" not in mirrors["rbldnsd_log"], mirrors["rbldnsd_log"]
 
 
-def test_nsd_serving_the_zone_file_answers_as_rbl(mirrors):
+@pytest.mark.parametrize("server", ["nsd", "knot"])
+def test_nsd_and_knot_serving_the_zone_file_answer_as_rbl(mirrors, server):
     """Same rcode, A set and TTL; the same TXT, but where a wildcard answers, its TXT names the
     network it stands for (a static record cannot name each address)."""
 
@@ -614,9 +655,9 @@ def test_nsd_serving_the_zone_file_answers_as_rbl(mirrors):
         step = 8 if q.kind.startswith("ip4") else 4
         return theirs.txt[0] in {ours.txt[0].replace(q.subject, s) for s in networks(q.subject, step)}
 
-    bad = _differences(mirrors, "nsd", same)
+    bad = _differences(mirrors, server, same)
     assert not bad, f"{len(bad)} differ:\n" + "\n".join(bad[:30])
-    wildcards = sum(o.txt != t.txt for o, t in zip(mirrors["replies"]["rbl"], mirrors["replies"]["nsd"]))
+    wildcards = sum(o.txt != t.txt for o, t in zip(mirrors["replies"]["rbl"], mirrors["replies"][server]))
     assert wildcards > 100  # the sample reaches names answered by wildcards
 
 
@@ -677,11 +718,11 @@ def test_exports_name_what_they_cannot_write(workspace, tmp_path):
     assert proc.returncode == 2 and "zone bl.example" in proc.stderr and "substitution variable" in proc.stderr
     assert not (tmp_path / "out" / "bl.example.rbldnsd").exists()
     assert workspace.rbl("export", "zonefile", str(tmp_path / "out")).returncode == 0  # a zone file can say it
-    zone_file.write_text(original + "export:\n  ipv4_mapped: maybe\n")
+    zone_file.write_text(original.replace("  ipv4_mapped: true", "  ipv4_mapped: maybe"))
     proc = workspace.rbl("export", "zonefile", str(tmp_path / "out"), check=False)
-    line = len(original.splitlines()) + 2
+    line = original.splitlines().index("  ipv4_mapped: true") + 1
     assert proc.returncode == 2 and f"bl.example.yaml, line {line}: ipv4_mapped must be true or false" in proc.stderr
-    zone_file.write_text(original + "export:\n  mapped: true\n")
+    zone_file.write_text(original.replace("  ipv4_mapped: true", "  mapped: true"))
     proc = workspace.rbl("export", "zonefile", str(tmp_path / "out"), check=False)
     assert proc.returncode == 2 and "bl.example.yaml" in proc.stderr and "mapped" in proc.stderr
     (tmp_path / "file").write_text("")
@@ -696,10 +737,26 @@ def test_ipv4_mapped_names_can_be_left_to_the_test_point(workspace, tmp_path):
     full = (tmp_path / "full")
     workspace.rbl("export", "zonefile", str(full))
     zone_file = workspace.zones / "bl.example.yaml"
-    zone_file.write_text(zone_file.read_text() + "export:\n  ipv4_mapped: false\n")
+    zone_file.write_text(zone_file.read_text().replace("  ipv4_mapped: true", "  ipv4_mapped: false"))
     workspace.rbl("export", "zonefile", str(tmp_path / "lean"))
     point, listed = reverse_name("::ffff:127.0.0.2"), reverse_name("::ffff:192.0.2.9")
     full_names = {line.split("\t")[0] for line in (full / "bl.example.zone").read_text().splitlines()}
     lean_names = {line.split("\t")[0] for line in (tmp_path / "lean" / "bl.example.zone").read_text().splitlines()}
     assert {point, listed, f"{point}.cloud"} <= full_names
     assert {n for n in lean_names if "f.f.f.f" in n} == {point, f"{point}.cloud", f"{point}.dkim"}
+
+
+def test_a_new_listing_changes_only_its_own_records():
+    """Records are deterministic and local: two snapshots' record sets differ by what changed
+    (what an IXFR sends), here one address's A and TXT and the SOA's serial."""
+    rows = [row("10.0.0.0/16"), row("10.0.5.5", exclude=True), row(".example.com"), row("2001:db8::/48")]
+    before, _ = compile_zone(CONFIG, ListingPolicy(), rows)
+    after, _ = compile_zone(CONFIG, ListingPolicy(), [*rows, row("192.0.2.44")])
+    old = list(zone_records(Snapshot(1, {before.origin: before}, 0, 0, 0), ORIGIN))
+    new = list(zone_records(Snapshot(2, {after.origin: after}, 0, 0, 0), ORIGIN))
+    assert old == list(zone_records(Snapshot(1, {before.origin: before}, 0, 0, 0), ORIGIN))  # deterministic
+    removed, added = set(old) - set(new), set(new) - set(old)
+    assert {(r.name, r.rtype) for r in removed} == {("@", "SOA")}
+    assert {(r.name, r.rtype) for r in added} == {("@", "SOA"), ("44.2.0.192", "A"), ("44.2.0.192", "TXT"),
+                                                  (f"{reverse_name('::ffff:192.0.2.44')}", "A"),
+                                                  (f"{reverse_name('::ffff:192.0.2.44')}", "TXT")}
