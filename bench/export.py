@@ -59,8 +59,6 @@ def fill_store(db: Path, count: int, seed: int) -> float:
         entries.append(Entry(parse_subject(str(net))))
     for i in range(count // 100):  # domains, every form
         entries.append(Entry(parse_subject(f"{rng.choice(['', '*.', '.'])}host{i}.spam{i % 97}.example")))
-    from rbl.store import ListingStore
-
     store = ListingStore(db)
     started = time.perf_counter()
     store.add(entries, zone="bl.example", actor="bench", expires=None, action="import")

@@ -11,7 +11,8 @@ other software serves, without losing a decision:
   answer of the name itself and of the names below it;
 - :func:`zone_records`: the RFC 1035 resource records of a zone and its
   sub-zones, CIDRs written as wildcards on octet (IPv4) and nibble (IPv6)
-  boundaries (:func:`tree_cover`), so that a standard server answers every
+  boundaries (:func:`tree_cover`), unlisted names under a wildcard as holes (a
+  CNAME to a name that does not exist), so that a standard server answers every
   address and domain as rbl does (RFC 4592 semantics accounted for).
 
 Everything is pure and deterministic: the same snapshot gives the same entries
