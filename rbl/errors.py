@@ -38,3 +38,7 @@ class StoreError(RblError):
 
 class SnapshotError(RblError):
     """A snapshot could not be built; the one being served stays."""
+
+
+class ExportError(RblError):
+    """A snapshot cannot be written in an export format exactly as rbl answers it."""
