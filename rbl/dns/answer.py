@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-
-from rbl.dns.general import general_answer
 from collections.abc import Callable
 
+from rbl.dns.counts import QueryCounts
+from rbl.dns.general import general_answer
 from rbl.dns.wire import Wires, build_wires, fast_answer_rest
 from rbl.zone.snapshot import Snapshot
 
@@ -14,10 +14,15 @@ log = logging.getLogger(__name__)
 
 
 class Responder:
-    """Holds the snapshot being served; :meth:`use` swaps in a new one atomically."""
+    """Holds the snapshot being served; :meth:`use` swaps in a new one atomically.
+
+    Every answered query is counted (see :mod:`rbl.dns.counts`): the fast paths
+    in the current templates' hit lists, the general path in ``counts``.
+    """
 
     def __init__(self, snapshot: Snapshot):
         self._current: tuple[Snapshot, Wires, Callable | None] = self._state(snapshot)
+        self.counts = QueryCounts()
 
     @staticmethod
     def _state(snapshot: Snapshot) -> tuple[Snapshot, Wires, Callable | None]:
@@ -33,8 +38,15 @@ class Responder:
         return self._current[1]
 
     def use(self, snapshot: Snapshot) -> None:
+        old = self._current[1]
         # One assignment, so a query never sees a new snapshot with old templates.
         self._current = self._state(snapshot)
+        self.counts.fold(old.values())  # the old answer tables say what the old hits mean
+
+    def totals(self) -> dict:
+        """Every query answered so far, by (zone, rcode, codes)."""
+        self.counts.fold(self._current[1].values())
+        return self.counts.totals
 
     @property
     def hot(self) -> Callable[[bytes], bytes | None] | None:
@@ -56,7 +68,7 @@ class Responder:
                     return reply
             reply = fast_answer_rest(data, snapshot, wires, udp)
             if reply is None:
-                reply = general_answer(data, snapshot, udp, client)
+                reply = general_answer(data, snapshot, udp, client, self.counts)
             return reply
         except Exception:  # a packet must never take the server down
             log.exception("unexpected error answering a %d-byte packet", len(data))

@@ -11,6 +11,7 @@ import struct
 
 from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
+from rbl.dns.counts import QueryCounts
 from rbl.dns.wire import (
     CLASS_IN, MAX_NAME, MAX_QUERY, MAX_UDP_REPLY, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
     QTYPE_SOA, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_REFUSED,
@@ -25,27 +26,43 @@ def _bare_reply(data: bytes, rcode: int) -> bytes:
     return data[:2] + struct.pack(">HHHHH", flags, 0, 0, 0, 0)
 
 
-def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None) -> bytes | None:
-    """The reply to any packet, or None when it deserves none (too short, or a response)."""
+def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None,
+                   counts: QueryCounts | None = None) -> bytes | None:
+    """The reply to any packet, or None when it deserves none (too short, or a response).
+
+    With ``counts``, the query is counted there by zone, rcode and the codes of
+    the name's answer, as the fast paths count theirs.
+    """
+    reply, rcode, outcome = _general(data, snapshot, udp, client)
+    if counts is not None and reply is not None:
+        counts.add((outcome[0], rcode, outcome[1]))
+    return reply
+
+
+_NO_ZONE = ("", "")
+
+
+def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None) -> tuple[bytes | None, int, tuple]:
+    """The reply, its rcode and (zone origin, codes of the answer) for counting."""
     if len(data) < 12 or data[2] & 0x80:
-        return None
+        return None, 0, _NO_ZONE
     if data[2] & 0x78:  # opcode other than QUERY
-        return _bare_reply(data, RCODE_NOTIMP)
+        return _bare_reply(data, RCODE_NOTIMP), RCODE_NOTIMP, _NO_ZONE
     # A query has one question and at most OPT and TSIG: anything bigger is an attack
     # on the parser (chains of compression pointers cost dnslib seconds).
     qd, an, ns, ar = struct.unpack_from(">HHHH", data, 4)
     if qd != 1 or an or ns or ar > 2 or len(data) > MAX_QUERY:
-        return _bare_reply(data, RCODE_FORMERR)
+        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     try:
         query = DNSRecord.parse(data)
     except Exception:  # dnslib raises several kinds for broken packets
-        return _bare_reply(data, RCODE_FORMERR)
+        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     labels = query.questions[0].qname.label
     if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
-        return _bare_reply(data, RCODE_FORMERR)
+        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     opts = [rr for rr in query.ar if rr.rtype == QTYPE_OPT]
     if len(opts) > 1:
-        return _bare_reply(data, RCODE_FORMERR)
+        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     opt = opts[0] if opts else None
     question = query.questions[0]
     reply = DNSRecord(
@@ -58,9 +75,9 @@ def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | Non
         if (opt.ttl >> 16) & 0xFF:  # EDNS version other than 0
             reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit, ext_rcode=RCODE_BADVERS >> 4))
             reply.header.aa = 0
-            return bytes(reply.pack())
+            return bytes(reply.pack()), RCODE_BADVERS, _NO_ZONE
         limit = min(max(opt.rclass, PLAIN_UDP_SIZE), MAX_UDP_REPLY)
-    _answer(reply, question, snapshot, client)
+    outcome = _answer(reply, question, snapshot, client)
     if opt is not None:
         reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit))
     packed = reply.pack()
@@ -70,7 +87,7 @@ def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | Non
         reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE_OPT]
         reply.header.tc = 1
         packed = reply.pack()
-    return bytes(packed)
+    return bytes(packed), reply.header.rcode, outcome
 
 
 def _locate(snapshot: Snapshot, qname: DNSLabel) -> tuple[ZoneSnapshot, tuple[bytes, ...], int] | None:
@@ -82,16 +99,17 @@ def _locate(snapshot: Snapshot, qname: DNSLabel) -> tuple[ZoneSnapshot, tuple[by
     return None
 
 
-def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client: str | None) -> None:
+def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client: str | None) -> tuple[str, str]:
+    """Fill in the reply; (zone origin, codes of the name's answer) for counting."""
     if question.qclass != CLASS_IN:
         reply.header.rcode = RCODE_REFUSED
         reply.header.aa = 0
-        return
+        return _NO_ZONE
     found = _locate(snapshot, question.qname)
     if found is None:
         reply.header.rcode = RCODE_REFUSED
         reply.header.aa = 0
-        return
+        return _NO_ZONE
     zone, rel_labels, origin_size = found
     config = zone.config
     qname, qtype = question.qname, question.qtype
@@ -100,10 +118,10 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
     origin = DNSLabel(qname.label[-apex_size:])
     if qtype in (QTYPE.AXFR, QTYPE.IXFR):
         reply.header.rcode = RCODE_REFUSED
-        return
+        return config.origin, ""
     if not rel_labels and config.apex:
         reply.add_auth(_negative_soa(zone, origin, snapshot.serial))  # an empty non-terminal of the parent
-        return
+        return config.origin, ""
     if not rel_labels:
         if qtype in (QTYPE_SOA, QTYPE_ANY):
             reply.add_answer(_soa(zone, origin, snapshot.serial, config.soa.ttl))
@@ -115,12 +133,12 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
                     reply.add_ar(rr)
         if not reply.rr:
             reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
-        return
+        return config.origin, ""
     rel = b".".join(rel_labels)
     action = config.access_for(client)
     if action == "refuse":
         reply.header.rcode = RCODE_REFUSED
-        return
+        return config.origin, ""
     if action == "error" and qtype in (QTYPE_A, QTYPE_TXT, QTYPE_ANY):
         # DESIGN section 3: the querier is not allowed; never mistaken for a listing.
         if qtype in (QTYPE_A, QTYPE_ANY):
@@ -128,14 +146,14 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
         if qtype in (QTYPE_TXT, QTYPE_ANY):
             text = f"queries from {client} are not allowed by {config.origin}".encode("ascii", "replace")
             reply.add_answer(RR(qname, QTYPE_TXT, ttl=config.negative_ttl, rdata=TXT([text])))
-        return
+        return config.origin, ACCESS_CODE
     host = rel.decode("ascii", "replace") + "." + config.origin
     if host in config.glue and not any(b"." in label for label in rel_labels):
         for rr in _glue(config, host, qtype, qname):
             reply.add_answer(rr)
         if not reply.rr:
             reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
-        return
+        return config.origin, ""
     result = zone.find(rel) if not any(b"." in label for label in rel_labels) else NXDOMAIN
     if result > 0:
         answer = zone.answers[result]
@@ -149,10 +167,11 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
             reply.add_answer(RR(qname, QTYPE_TXT, ttl=config.ttl, rdata=TXT(chunks)))
         if not reply.rr:
             reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
-        return
+        return config.origin, ",".join(answer.codes)
     if result == NXDOMAIN:
         reply.header.rcode = RCODE_NXDOMAIN
     reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
+    return config.origin, ""
 
 
 def _glue(config, host: str, qtype: int, owner: DNSLabel) -> list[RR]:

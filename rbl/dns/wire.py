@@ -16,6 +16,7 @@ import struct
 from bisect import bisect_right
 from collections.abc import Callable
 
+from rbl.dns.counts import new_hits
 from rbl.zone.snapshot import BLOCK_SHIFT, NXDOMAIN, Snapshot, ZoneSnapshot
 
 QTYPE_A = 1
@@ -80,7 +81,7 @@ class ZoneWire:
     """Byte templates of one zone for the fast path, built once per snapshot."""
 
     __slots__ = ("zone", "origin_len", "ip4_question", "ip6_question", "a_rrs", "a_counts", "txt_head", "soa_tail",
-                 "special")
+                 "special", "hits")
 
     def __init__(self, zone: ZoneSnapshot, serial: int):
         config = zone.config
@@ -113,6 +114,8 @@ class ZoneWire:
             for host in config.glue
             if host != config.origin
         }
+        # Queries answered by the fast paths, by lookup result (see rbl.dns.counts).
+        self.hits = new_hits(zone.answers)
 
     def txt_rr(self, index: int, rel: bytes) -> bytes | None:
         """The TXT record of a listed name, or None when its listing has no TXT."""
@@ -226,7 +229,7 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
                 heads = heads_by_count.get(count) or heads_by_count.setdefault(count, _hot_heads(count))
                 answers[index] = (heads, body)
         zones.append((pattern.match, zone.ip4_starts, zone.ip4_values, zone.ip4_blocks, answers,
-                      wire.origin_len, wire.soa_tail, {}, wire))
+                      wire.origin_len, wire.soa_tail, {}, wire, wire.hits))
     if not zones:
         return None
     label_value, negative_heads, pointers, opts = _LABEL_VALUE, _NEGATIVE_HEADS, _POINTERS, _OPT_BY_DO
@@ -238,7 +241,7 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
         counts = data[4:12]
         if (counts != plain and counts != with_opt) or data[2] & 0xF8:
             return None  # (a packet shorter than a header has no counts either)
-        for match, starts, values, blocks, answers, origin_len, soa_tail, txts, wire in zones:
+        for match, starts, values, blocks, answers, origin_len, soa_tail, txts, wire, hits in zones:
             m = match(data, 12)
             if m is None:
                 continue
@@ -265,14 +268,19 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
                         return None
                     txt = wire.txt_head + (len(text) + 1).to_bytes(2, "big") + bytes((len(text),)) + text
                 reply = b"".join((data[:2], one[key], question, txt, opt))
-                return reply if len(reply) <= PLAIN_UDP_SIZE else None
+                if len(reply) > PLAIN_UDP_SIZE:
+                    return None
+                hits[result] += 1
+                return reply
             if result:
                 found = answers[result]
                 if found is None:
                     return None
+                hits[result] += 1
                 return b"".join((data[:2], found[0][key], question, found[1], opt))
             if m.end(4) == 20:
                 return None  # "1.0.0.2" is also the nibble path to 2001::/16: the slower path decides
+            hits[0] += 1
             return b"".join((data[:2], negative_heads[key], question,
                              pointers[len(question) - 4 - origin_len + 12], soa_tail, opt))
         return None
@@ -397,4 +405,5 @@ def _reply(data: bytes, wire: ZoneWire, rel: bytes, result: int, qtype: int, qen
         reply = b"".join((data[:2], flags, _NEGATIVE_COUNTS[with_opt], data[12:qend], pointer, wire.soa_tail, opt))
     if udp and len(reply) > limit:
         return None  # the general path truncates
+    wire.hits[result] += 1  # NODATA is -1: the list's extra last slot
     return reply

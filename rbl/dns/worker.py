@@ -5,6 +5,9 @@ SO_REUSEPORT, maps the snapshot file it is given, and reads the path of every
 newer snapshot from its standard input, one per line; end of input (the primary
 is gone) stops it. Only the arrays' pages are shared, so N workers cost one
 snapshot in memory plus N small interpreters.
+
+Its standard output says ``ready`` once it answers, then carries its query
+counts to the primary (:mod:`rbl.dns.counts`) every second they change.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import sys
 
 from rbl.dns.answer import Responder
+from rbl.dns.counts import encode
 from rbl.dns.server import start_dns
 from rbl.errors import RblError
 from rbl.zone.snapshot_file import read_snapshot
@@ -24,11 +28,36 @@ log = logging.getLogger("rbl.worker")
 
 READY = "ready"
 GC_SECONDS = 5.0  # how often the cyclic collector runs (the odd cycle: exceptions, closed connections)
+COUNTS_SECONDS = 1.0  # how often the query counts go to the primary (when they changed)
 
 
 def _collect(loop: asyncio.AbstractEventLoop) -> None:
     gc.collect(1)  # the young generations; the frozen snapshot is never walked
     loop.call_later(GC_SECONDS, _collect, loop)
+
+
+class CountsSender:
+    """Writes the worker's query totals to the primary when they changed.
+
+    The pipe is non-blocking: while the primary has not read the last line,
+    no new one is queued (each line holds every total, so skipping one loses
+    nothing) and answering never waits for the primary.
+    """
+
+    def __init__(self, responder: Responder, pipe: asyncio.WriteTransport):
+        self.responder, self.pipe = responder, pipe
+        self.sent: dict = {}
+
+    def send(self) -> None:
+        totals = self.responder.totals()
+        if totals == self.sent or self.pipe.is_closing() or self.pipe.get_write_buffer_size():
+            return
+        self.pipe.write(encode(totals))
+        self.sent = dict(totals)
+
+    def every(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self.send()
+        self.timer = loop.call_later(seconds, self.every, loop, seconds)
 
 
 async def serve(host: str, port: int, path: str) -> None:
@@ -44,6 +73,9 @@ async def serve(host: str, port: int, path: str) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print(READY, flush=True)
+    pipe, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
+    sender = CountsSender(responder, pipe)
+    sender.every(loop, COUNTS_SECONDS)
     while True:
         line = await reader.readline()
         if not line:
@@ -56,6 +88,9 @@ async def serve(host: str, port: int, path: str) -> None:
         except RblError as exc:
             log.error("keeping snapshot %s: %s", responder.snapshot.serial, exc)
     collector.cancel()
+    sender.timer.cancel()
+    sender.send()  # the last counts; the primary may still read them
+    pipe.close()
     for server in servers:
         server.close()
 

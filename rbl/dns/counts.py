@@ -1,0 +1,81 @@
+"""A DNS worker's query counts: one integer add per answered query, shipped to the primary.
+
+Per snapshot, each zone's templates (:class:`rbl.dns.wire.ZoneWire`) carry
+``hits``, a list of ints indexed like the lookup's result: n > 0 the answer
+table's entry n (NOERROR, that answer's codes), 0 NXDOMAIN, -1 (the extra last
+slot) NODATA. Counting a query on the fast paths is then ``hits[result] += 1``;
+what an index means is worked out only when the lists are folded into labelled
+totals, once a second and when a snapshot is replaced. The general path
+(REFUSED, FORMERR, the apex, access rules...) is slow anyway and adds to the
+labelled totals directly.
+
+A worker sends its totals since it started, not increments, as one JSON line
+on its standard output; the primary keeps each worker's latest line, so a line
+that is late or never written loses nothing but freshness.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+# (zone origin, "" outside our zones; rcode; the answer's codes joined by "," and "" when not listed)
+Key = tuple[str, int, str]
+
+NOERROR, NXDOMAIN = 0, 3
+
+
+def new_hits(answers: list) -> list[int]:
+    """A zone's per-answer counters: one slot per answer, and the last one for NODATA."""
+    return [0] * (len(answers) + 1)
+
+
+class QueryCounts:
+    """Totals by label since the worker started; fed by the hit lists and the general path."""
+
+    def __init__(self) -> None:
+        self.totals: dict[Key, int] = {}
+
+    def add(self, key: Key, count: int = 1) -> None:
+        totals = self.totals
+        totals[key] = totals.get(key, 0) + count
+
+    def fold(self, wires: Iterable) -> None:
+        """Move every zone's hits into the totals and zero them (the hot path keeps its lists)."""
+        for wire in wires:
+            hits = wire.hits
+            if not any(hits):
+                continue
+            zone = wire.zone
+            origin, answers, last = zone.config.origin, zone.answers, len(hits) - 1
+            for index in [i for i, n in enumerate(hits) if n]:
+                count = hits[index]
+                hits[index] = 0
+                if index == 0:
+                    key = (origin, NXDOMAIN, "")
+                elif index == last:
+                    key = (origin, NOERROR, "")
+                else:
+                    key = (origin, NOERROR, ",".join(answers[index].codes))
+                self.add(key, count)
+
+
+def encode(totals: dict[Key, int]) -> bytes:
+    """One line for the primary: ``{"queries": [[zone, rcode, codes, count], ...]}``."""
+    return json.dumps({"queries": [[*key, count] for key, count in totals.items()]},
+                      separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[Key, int]:
+    """A worker's line back into totals.
+
+    :raises ValueError: for a line that is not one of ours.
+    """
+    data = json.loads(line)
+    out: dict[Key, int] = {}
+    for zone, rcode, codes, count in data["queries"]:
+        if not (isinstance(zone, str) and isinstance(rcode, int) and isinstance(codes, str)
+                and isinstance(count, int) and count >= 0):
+            raise ValueError(f"not a query count: {[zone, rcode, codes, count]!r}")
+        out[(zone, rcode, codes)] = count
+    return out
