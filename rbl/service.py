@@ -9,6 +9,7 @@ is never written, so workers keep answering from the last good one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import shutil
 import signal
@@ -18,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from rbl.dns.counts import decode
 from rbl.dns.server import bind_pair
 from rbl.dns.worker import READY
 from rbl.errors import RblError
+from rbl.metrics import Metrics
 from rbl.policy.vendors import Policy, load_policy, policy_files
 from rbl.store import ListingStore
 from rbl.store.listings import timestamp
@@ -54,6 +57,8 @@ class Service:
         self.standing = None  # the vendors' tiers the current snapshot was compiled with
         self._scored_at = 0.0
         self._scoring = 0.0  # seconds the last scoring took
+        self.metrics = Metrics()
+        self.last_kind = "full"  # of the last snapshot built: full or patch
 
     def _fingerprint(self, policy: Policy | None = None) -> tuple:
         # The policy's files, the feed files it read, and the zone files.
@@ -89,6 +94,7 @@ class Service:
         self._seen, self._zones, self._policy, self._audit_id = (seen[0], files), zones, policy, audit_id
         self._next_expiry = self.store.next_expiry(now)
         self._built_at = time.monotonic()
+        self.last_kind = "full"
         return snapshot
 
     def _inputs(self, files: tuple) -> tuple[list, Policy, bool]:
@@ -148,6 +154,7 @@ class Service:
         serial = self.store.next_serial(int(time.time()))
         self._seen, self._audit_id = seen, newest
         self._next_expiry = self.store.next_expiry(now)
+        self.last_kind = "patch"
         # The count is the last full compile's: counting a million rows again would
         # cost a third of the patch.
         return Snapshot(serial=serial, zones=zones, built_at=time.time(),
@@ -233,13 +240,16 @@ class Service:
                 snapshot, path = await loop.run_in_executor(None, self._build_and_write, folder)
             except RblError as exc:
                 failed_on = fingerprint
+                self.metrics.compile_failures += 1
                 log.error("keeping snapshot %s: %s", self.current.serial, exc)
                 continue
             except Exception:
+                self.metrics.compile_failures += 1
                 log.exception("keeping snapshot %s after an unexpected error", self.current.serial)
                 await asyncio.sleep(1)
                 continue
             failed_on = None
+            self.metrics.compiled(self.last_kind, snapshot.compile_seconds)
             workers.publish(path)
             log.info("serving snapshot %d: %d listings, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, snapshot.compile_seconds)
@@ -251,6 +261,7 @@ class Service:
         runner = None
         try:
             snapshot, path = self._build_and_write(folder, full=True)
+            self.metrics.compiled("full", snapshot.compile_seconds)
             log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
             if http is not None:
@@ -263,7 +274,7 @@ class Service:
                 log.info("HTTP on http://%s:%d/", shown, http_port)  # tests read the port from this line
             # Hold the port (port 0: pick it) until the workers have bound it beside us.
             udp, tcp, bound = bind_pair(host, port)
-            pool = WorkerPool(host, bound, workers, path)
+            pool = WorkerPool(host, bound, workers, path, self.metrics)
             try:
                 await pool.start()
             finally:
@@ -280,7 +291,7 @@ class Service:
             await stop.wait()
             for task in tasks:
                 task.cancel()
-            pool.stop()
+            await pool.stop()
         finally:
             if runner is not None:
                 await runner.cleanup()
@@ -304,23 +315,56 @@ def vendor_standing(store: ListingStore, zones: list, policy: Policy, now):
 
 
 class WorkerPool:
-    """N DNS worker processes on one port; restarted when one dies."""
+    """N DNS worker processes on one port; restarted when one dies.
 
-    def __init__(self, host: str, port: int, count: int, path: Path):
+    Each worker's standard output says ready, then carries its query totals
+    (:mod:`rbl.dns.counts`), read here as they come into ``metrics``.
+    """
+
+    def __init__(self, host: str, port: int, count: int, path: Path, metrics: Metrics | None = None):
         self.host, self.port, self.count, self.path = host, port, count, path
+        self.metrics = metrics if metrics is not None else Metrics()
         self.procs: list[subprocess.Popen] = []
+        self._listeners: set[asyncio.Task] = set()
+        self._ids = itertools.count(1)  # a worker's key in metrics: pids are reused, these are not
 
     def _spawn(self) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "rbl.dns.worker", self.host, str(self.port), str(self.path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
 
     async def _ready(self, proc: subprocess.Popen) -> None:
-        line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
-        if line.strip() != READY:
-            proc.wait()
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 22)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
+        line = await reader.readline()
+        if line.strip() != READY.encode():
+            transport.close()
+            await loop.run_in_executor(None, proc.wait)
             raise RblError(f"a DNS worker failed to start (exit code {proc.returncode})")
+        task = asyncio.create_task(self._listen(next(self._ids), reader, transport))
+        self._listeners.add(task)
+        task.add_done_callback(self._listeners.discard)
+
+    async def _listen(self, worker: int, reader: asyncio.StreamReader, transport: asyncio.ReadTransport) -> None:
+        """A worker's query totals, line by line, until it exits."""
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # a line past the limit: not one of ours
+                    log.error("DNS worker %d: an oversized line on its output", worker)
+                    continue
+                if not line:
+                    break
+                try:
+                    self.metrics.worker_totals(worker, decode(line))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("DNS worker %d: not a counts line (%s): %r", worker, exc, line[:200])
+        finally:
+            transport.close()
+            self.metrics.worker_gone(worker)
 
     async def start(self) -> None:
         self.procs = [self._spawn() for _ in range(self.count)]
@@ -331,7 +375,7 @@ class WorkerPool:
         self.path = path
         for proc in self.procs:
             try:
-                proc.stdin.write(f"{path}\n")
+                proc.stdin.write(f"{path}\n".encode())
                 proc.stdin.flush()
             except (BrokenPipeError, OSError):
                 pass  # it died; supervise() restarts it with the newest path
@@ -348,18 +392,24 @@ class WorkerPool:
                     except RblError as exc:
                         log.error("%s", exc)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for proc in self.procs:
             try:
                 proc.stdin.close()  # end of input: the worker stops
             except OSError:
                 pass
+        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + 5
         for proc in self.procs:
             try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
+                await loop.run_in_executor(None, proc.wait, max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # Each listener ends at its worker's end of output, with the last totals read.
+        if self._listeners:
+            await asyncio.wait(self._listeners, timeout=1)
+        for task in list(self._listeners):
+            task.cancel()
+        for proc in self.procs:
             proc.stdout.close()
-

@@ -1,0 +1,173 @@
+"""What ``GET /metrics`` shows, in the Prometheus text format (version 0.0.4).
+
+The primary keeps its own numbers here (snapshots compiled, evidence accepted
+and rejected) and each DNS worker's latest query totals, which workers send
+over their standard output (:mod:`rbl.dns.counts`). Query counts arrive keyed
+by zone, rcode number and the answer's codes as addresses; they are named here,
+with the policy's and the zone's code names, only when shown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rbl.dns.counts import Key
+from rbl.zone.config import ACCESS_CODE, CLOUD_CODES, MALFORMED_CODE
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
+ERROR_CODES = {MALFORMED_CODE: "malformed", ACCESS_CODE: "not-allowed"}
+NOT_LISTED = "none"
+
+
+@dataclass
+class Family:
+    """One metric: its name, type, help and samples (labels, value)."""
+
+    name: str
+    type: str
+    help: str
+    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def number(value: float) -> str:
+    """A sample value as Prometheus reads it: integers exact, +Inf, -Inf, NaN."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def render(families: Iterable[Family]) -> str:
+    """The text exposition: HELP and TYPE for each family, then one line per sample."""
+    lines = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        for labels, value in family.samples:
+            if labels:
+                inner = ",".join(f'{key}="{escape_label(str(text))}"' for key, text in labels.items())
+                lines.append(f"{family.name}{{{inner}}} {number(value)}")
+            else:
+                lines.append(f"{family.name} {number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def code_names(codes: str, names: dict[str, str]) -> str:
+    """An answer's codes ("127.0.0.2,127.0.0.3") as names ("block+block-range"); none when not listed."""
+    if not codes:
+        return NOT_LISTED
+    return "+".join(names.get(code) or ERROR_CODES.get(code) or code for code in codes.split(","))
+
+
+def zone_code_names(snapshot, policy) -> dict[str, dict[str, str]]:
+    """Each zone's code names by address: the policy's, overridden by the zone's own."""
+    base = dict(policy.listing.codes) if policy is not None else {}
+    out: dict[str, dict[str, str]] = {}
+    for zone in (snapshot.zones.values() if snapshot is not None else ()):
+        config = zone.config
+        named = {**(CLOUD_CODES if config.serves == "cloud" else base), **config.codes}
+        out[config.origin] = {address: name for name, address in named.items()}
+    out[""] = {address: name for name, address in base.items()}
+    return out
+
+
+class Metrics:
+    """The primary's counters and the workers' query totals."""
+
+    def __init__(self) -> None:
+        self._workers: dict[int, dict[Key, int]] = {}  # by worker: its latest totals
+        self._retired: Counter = Counter()  # the last totals of workers that have exited
+        self.evidence: Counter = Counter()  # (outcome, status, reason) -> submissions
+        self.evidence_items = 0
+        self.compiles: Counter = Counter()  # kind (full, patch) -> count
+        self.compile_seconds: dict[str, float] = {}  # kind -> the last one's seconds
+        self.compile_failures = 0
+
+    # -- fed by the worker pool ----------------------------------------------------
+
+    def worker_totals(self, worker: int, totals: dict[Key, int]) -> None:
+        self._workers[worker] = totals
+
+    def worker_gone(self, worker: int) -> None:
+        """A worker exited: its last totals stay counted (they only grow)."""
+        self._retired.update(self._workers.pop(worker, {}))
+
+    def queries(self) -> Counter:
+        """Every query answered by any worker since the primary started, by (zone, rcode, codes)."""
+        total = Counter(self._retired)
+        for totals in self._workers.values():
+            total.update(totals)
+        return total
+
+    # -- fed by the primary ----------------------------------------------------------
+
+    def compiled(self, kind: str, seconds: float) -> None:
+        self.compiles[kind] += 1
+        self.compile_seconds[kind] = seconds
+
+    def evidence_answered(self, status: int, reason: str, items: int = 0) -> None:
+        """One ``POST /v1/evidence``: accepted (2xx, with the items newly stored) or rejected."""
+        outcome = "accepted" if 200 <= status < 300 else "rejected"
+        self.evidence[(outcome, str(status), reason)] += 1
+        self.evidence_items += items
+
+    # -- shown ---------------------------------------------------------------------------
+
+    def families(self, snapshot=None, policy=None) -> list[Family]:
+        names = zone_code_names(snapshot, policy)
+        queries = Family("rbl_dns_queries_total", "counter",
+                         "DNS queries answered, by zone (empty: none of ours), response code and the codes "
+                         "of the name's answer (none: not listed).")
+        merged: Counter = Counter()
+        for (zone, rcode, codes), count in self.queries().items():
+            merged[(zone, RCODES.get(rcode, str(rcode)), code_names(codes, names.get(zone, names[""])))] += count
+        for (zone, rcode, code), count in sorted(merged.items()):
+            queries.samples.append(({"zone": zone, "rcode": rcode, "code": code}, count))
+        evidence = Family("rbl_evidence_submissions_total", "counter",
+                          "POST /v1/evidence answered, by outcome (accepted, rejected), HTTP status and reason.")
+        for (outcome, status, reason), count in sorted(self.evidence.items()):
+            evidence.samples.append(({"outcome": outcome, "status": status, "reason": reason}, count))
+        families = [
+            queries,
+            evidence,
+            Family("rbl_evidence_items_total", "counter", "Evidence items newly stored by accepted submissions.",
+                   [({}, self.evidence_items)]),
+            Family("rbl_snapshot_compiles_total", "counter",
+                   "Snapshots built: full compiles and patches of a few changed listings.",
+                   [({"kind": kind}, self.compiles[kind]) for kind in ("full", "patch")]),
+            Family("rbl_snapshot_compile_seconds", "gauge", "Seconds the last snapshot of each kind took to build.",
+                   [({"kind": kind}, self.compile_seconds[kind]) for kind in ("full", "patch")
+                    if kind in self.compile_seconds]),
+            Family("rbl_snapshot_compile_failures_total", "counter",
+                   "Snapshots that failed to build (the one being served stays).", [({}, self.compile_failures)]),
+        ]
+        if snapshot is not None:
+            families += [
+                Family("rbl_snapshot_serial", "gauge", "Serial of the snapshot being served (the zones' SOA serial).",
+                       [({}, snapshot.serial)]),
+                Family("rbl_snapshot_built_timestamp_seconds", "gauge",
+                       "When the snapshot being served was built, in seconds since the epoch.",
+                       [({}, snapshot.built_at)]),
+                Family("rbl_snapshot_listings", "gauge", "Listings served, as of the last full compile.",
+                       [({}, snapshot.listings)]),
+            ]
+        return families
+
+    def text(self, snapshot=None, policy=None) -> str:
+        return render(self.families(snapshot, policy))
