@@ -76,7 +76,8 @@ def fuzz_all(server, workspace):
         fuzz()
     assert {"GET /v1/lookup/{subject}", "POST /v1/evidence", "POST /v1/listings", "DELETE /v1/listings",
             "GET /v1/vendors/{vendor}", "POST /v1/delist-requests", "GET /v1/delist-requests",
-            "POST /v1/delist-requests/{id}/close"} <= set(statuses)
+            "POST /v1/delist-requests/{id}/close", "GET /metrics"} <= set(statuses)
     assert {200, 400} <= statuses["GET /v1/lookup/{subject}"] and {202, 400, 401, 403} <= statuses["POST /v1/evidence"]
     assert {400, 429} <= statuses["POST /v1/delist-requests"] and {401, 403} <= statuses["GET /v1/delist-requests"]
+    assert {200, 401, 403} <= statuses["GET /metrics"]
     assert not any("Traceback" in line for line in server.log)

@@ -80,7 +80,24 @@ class Api:
         return TokenStore(self.service.reader).verify(text.strip())
 
     async def evidence(self, request: web.Request) -> web.Response:
-        """Remediation evidence from a vendor, for subjects in its own ranges; all items or none."""
+        """Remediation evidence from a vendor, for subjects in its own ranges; all items or none.
+
+        Every answer is counted for ``GET /metrics`` by status and reason.
+        """
+        metrics = self.service.metrics
+        try:
+            response, reason, items = await self._evidence(request)
+        except web.HTTPException as exc:  # a body over client_max_size: 413
+            metrics.evidence_answered(exc.status, "too_large" if exc.status == 413 else "http")
+            raise
+        except Exception:
+            metrics.evidence_answered(500, "error")
+            raise
+        metrics.evidence_answered(response.status, reason, items)
+        return response
+
+    async def _evidence(self, request: web.Request) -> tuple[web.Response, str, int]:
+        """The answer, the reason for metrics, and how many items were newly stored."""
         import hashlib
 
         from rbl.policy.evidence import EvidenceError, parse_items
@@ -88,25 +105,26 @@ class Api:
 
         token = self._token(request)
         if token is None:
-            return unauthorized("a vendor's")
+            return unauthorized("a vendor's"), "unauthorized", 0
         if token.scope != "vendor":
-            return error(403, "evidence comes with a vendor's token, not the operator's")
+            return error(403, "evidence comes with a vendor's token, not the operator's"), "operator_token", 0
         policy = self.service.policy
         if policy is None or token.vendor not in policy.vendors:
-            return error(403, f"vendor {token.vendor} is not in the policy")
+            return error(403, f"vendor {token.vendor} is not in the policy"), "unknown_vendor", 0
         raw = await request.read()  # over client_max_size: 413 from aiohttp, JSON from the middleware
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            return error(400, f"the body is not JSON: {exc}", field="body")
+            return error(400, f"the body is not JSON: {exc}", field="body"), "malformed", 0
         store = self.service.reader
         try:
             items = parse_items(body, token.vendor, policy.ranges_of(token.vendor), store.clock())
         except EvidenceError as exc:
-            return error(exc.status, str(exc), item=exc.item, field=exc.field)
+            reason = {403: "outside_ranges", 413: "too_large"}.get(exc.status, "malformed")
+            return error(exc.status, str(exc), item=exc.item, field=exc.field), reason, 0
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
-            return error(400, "Idempotency-Key: 1 to 200 printable characters", field="Idempotency-Key")
+            return error(400, "Idempotency-Key: 1 to 200 printable characters", field="Idempotency-Key"), "malformed", 0
         classification = policy.classification
         zones = tuple(zone.config.origin for zone in self.service.current.zones.values()
                       if zone.config.serves == "listings")
@@ -121,9 +139,10 @@ class Api:
             done = EvidenceStore(store).submit(token.vendor, token.id, items, hashlib.sha256(raw).hexdigest(),
                                                f"vendor:{token.vendor} token:{token.id}", key, remediation)
         except IdempotencyConflict as exc:
-            return error(409, str(exc), field="Idempotency-Key")
-        return web.json_response({"submission": done.id, "accepted": done.items, "evidence": done.evidence,
-                                  "replayed": done.replayed}, status=202)
+            return error(409, str(exc), field="Idempotency-Key"), "idempotency_conflict", 0
+        response = web.json_response({"submission": done.id, "accepted": done.items, "evidence": done.evidence,
+                                      "replayed": done.replayed}, status=202)
+        return response, "replayed" if done.replayed else "stored", 0 if done.replayed else done.items
 
 
     async def listings(self, request: web.Request) -> web.Response:
@@ -337,6 +356,19 @@ class Api:
             "listings": {"active": active, "in_window": score.cases},
         })
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format: queries, evidence, snapshots. The operator's token."""
+        from rbl.metrics import CONTENT_TYPE
+
+        token = self._token(request)
+        if token is None:
+            return unauthorized("the operator's")
+        if token.scope != "operator":
+            return error(403, "metrics are the operator's: a vendor's token cannot read them")
+        service = self.service
+        text = service.metrics.text(service.current, service.policy)
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
 
 async def _openapi(request: web.Request) -> web.Response:
     from rbl.http.openapi import spec
@@ -356,6 +388,7 @@ def make_app(service) -> web.Application:
     app.router.add_post("/v1/delist-requests", api.delist_request)
     app.router.add_get("/v1/delist-requests", api.delist_requests)
     app.router.add_post("/v1/delist-requests/{id}/close", api.delist_close)
+    app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/openapi.json", _openapi)
     return app
 

@@ -73,6 +73,15 @@ _DELIST_REQUEST = {
                    "closed_at": {"type": "string", "format": "date-time", "nullable": True},
                    "closed_by": {"type": "string", "nullable": True}},
 }
+METRICS_EXAMPLE = """\
+# HELP rbl_dns_queries_total DNS queries answered, by zone (empty: none of ours), response code and the codes of the name's answer (none: not listed).
+# TYPE rbl_dns_queries_total counter
+rbl_dns_queries_total{zone="bl.example",rcode="NOERROR",code="block"} 1042
+rbl_dns_queries_total{zone="bl.example",rcode="NXDOMAIN",code="none"} 20817
+# HELP rbl_snapshot_serial Serial of the snapshot being served (the zones' SOA serial).
+# TYPE rbl_snapshot_serial gauge
+rbl_snapshot_serial 1764500000
+"""
 LISTINGS_EXAMPLE = {"subjects": ["192.0.2.44", "2001:db8::44", "spam.example"], "reason": "spam trap hit",
                     "expires": "7d"}
 
@@ -221,6 +230,14 @@ def spec() -> dict:
                     "schema": {"$ref": "#/components/schemas/DelistClosed"}}}},
                     **_errors(400, 401, 403, 404, 409, words={
                         409: "already closed, or a wider listing would still list the subject"})},
+            }},
+            "/metrics": {"get": {
+                "summary": "Counters in the Prometheus text format: DNS queries by zone, rcode and code; evidence "
+                           "accepted and rejected; snapshot serial and compile seconds (the operator's token)",
+                "security": bearer,
+                "responses": {"200": {"description": "Prometheus text exposition format 0.0.4", "content": {
+                    "text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}}},
+                    **_errors(401, 403)},
             }},
             "/openapi.json": {"get": {"summary": "This description",
                                       "responses": {"200": {"description": "OpenAPI 3",
