@@ -13,9 +13,14 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rbl.dns.counts import Key
 from rbl.zone.config import ACCESS_CODE, CLOUD_CODES, MALFORMED_CODE
+
+if TYPE_CHECKING:
+    from rbl.policy.vendors import Policy
+    from rbl.zone.snapshot import Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -75,7 +80,7 @@ def code_names(codes: str, names: dict[str, str]) -> str:
     return "+".join(names.get(code) or ERROR_CODES.get(code) or code for code in codes.split(","))
 
 
-def zone_code_names(snapshot, policy) -> dict[str, dict[str, str]]:
+def zone_code_names(snapshot: Snapshot | None, policy: Policy | None) -> dict[str, dict[str, str]]:
     """Each zone's code names by address: the policy's, overridden by the zone's own."""
     base = dict(policy.listing.codes) if policy is not None else {}
     out: dict[str, dict[str, str]] = {}
@@ -129,7 +134,7 @@ class Metrics:
 
     # -- shown ---------------------------------------------------------------------------
 
-    def families(self, snapshot=None, policy=None) -> list[Family]:
+    def families(self, snapshot: Snapshot | None = None, policy: Policy | None = None) -> list[Family]:
         names = zone_code_names(snapshot, policy)
         queries = Family("rbl_dns_queries_total", "counter",
                          "DNS queries answered, by zone (empty: none of ours), response code and the codes "
@@ -169,5 +174,6 @@ class Metrics:
             ]
         return families
 
-    def text(self, snapshot=None, policy=None) -> str:
+    def text(self, snapshot: Snapshot | None = None, policy: Policy | None = None) -> str:
+        """The exposition; code names from ``policy`` and the zones of ``snapshot``."""
         return render(self.families(snapshot, policy))

@@ -360,7 +360,7 @@ class WorkerPool:
                     break
                 try:
                     self.metrics.worker_totals(worker, decode(line))
-                except (ValueError, KeyError, TypeError) as exc:
+                except ValueError as exc:
                     log.error("DNS worker %d: not a counts line (%s): %r", worker, exc, line[:200])
         finally:
             transport.close()

@@ -72,10 +72,16 @@ def decode(line: bytes) -> dict[Key, int]:
     :raises ValueError: for a line that is not one of ours.
     """
     data = json.loads(line)
+    entries = data.get("queries") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError('not {"queries": [...]}')
     out: dict[Key, int] = {}
-    for zone, rcode, codes, count in data["queries"]:
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 4):
+            raise ValueError(f"not [zone, rcode, codes, count]: {entry!r}")
+        zone, rcode, codes, count = entry
         if not (isinstance(zone, str) and isinstance(rcode, int) and isinstance(codes, str)
                 and isinstance(count, int) and count >= 0):
-            raise ValueError(f"not a query count: {[zone, rcode, codes, count]!r}")
+            raise ValueError(f"not a query count: {entry!r}")
         out[(zone, rcode, codes)] = count
     return out

@@ -47,6 +47,7 @@ class CountsSender:
     def __init__(self, responder: Responder, pipe: asyncio.WriteTransport):
         self.responder, self.pipe = responder, pipe
         self.sent: dict = {}
+        self.timer: asyncio.TimerHandle | None = None
 
     def send(self) -> None:
         totals = self.responder.totals()
