@@ -38,3 +38,7 @@ class StoreError(RblError):
 
 class SnapshotError(RblError):
     """A snapshot could not be built; the one being served stays."""
+
+
+class TransferError(RblError):
+    """A zone transfer message is malformed, or a transfer cannot be served."""
