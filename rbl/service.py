@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from rbl.dns.secondaries import TransferFeed
 from rbl.dns.server import bind_pair
 from rbl.dns.worker import READY
 from rbl.errors import RblError
@@ -28,6 +29,7 @@ from rbl.zone.config import load_zones
 from rbl.zone.patch import Changes, patch_zone
 from rbl.zone.snapshot import Snapshot, compile_snapshot
 from rbl.zone.snapshot_file import write_snapshot
+from rbl.zone.versions import TRANSFER_FOLDER
 
 log = logging.getLogger("rbl")
 
@@ -54,6 +56,7 @@ class Service:
         self.standing = None  # the vendors' tiers the current snapshot was compiled with
         self._scored_at = 0.0
         self._scoring = 0.0  # seconds the last scoring took
+        self.feed: TransferFeed | None = None  # zone transfers to secondaries (rbl/dns/secondaries.py)
 
     def _fingerprint(self, policy: Policy | None = None) -> tuple:
         # The policy's files, the feed files it read, and the zone files.
@@ -237,6 +240,8 @@ class Service:
                 continue
             failed_on = None
             workers.publish(path)
+            if self.feed is not None:
+                self.feed.offer(snapshot, path)
             log.info("serving snapshot %d: %d listings, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, snapshot.compile_seconds)
             for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
@@ -272,10 +277,13 @@ class Service:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            self.feed = TransferFeed(folder / TRANSFER_FOLDER)
+            self.feed.offer(snapshot, path)
             tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise())]
             await stop.wait()
             for task in tasks:
                 task.cancel()
+            await self.feed.close()
             pool.stop()
         finally:
             if runner is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from rbl.dns.general import general_answer
 from collections.abc import Callable
+
+from rbl.dns.general import general_answer
+from rbl.dns.transfer import Transfers
 
 from rbl.dns.wire import Wires, build_wires, fast_answer_rest
 from rbl.zone.snapshot import Snapshot
@@ -16,8 +18,9 @@ log = logging.getLogger(__name__)
 class Responder:
     """Holds the snapshot being served; :meth:`use` swaps in a new one atomically."""
 
-    def __init__(self, snapshot: Snapshot):
+    def __init__(self, snapshot: Snapshot, transfers: Transfers | None = None):
         self._current: tuple[Snapshot, Wires, Callable | None] = self._state(snapshot)
+        self.transfers = transfers  # zone transfers and TSIG-signed queries; None: refused
 
     @staticmethod
     def _state(snapshot: Snapshot) -> tuple[Snapshot, Wires, Callable | None]:
@@ -56,7 +59,7 @@ class Responder:
                     return reply
             reply = fast_answer_rest(data, snapshot, wires, udp)
             if reply is None:
-                reply = general_answer(data, snapshot, udp, client)
+                reply = general_answer(data, snapshot, udp, client, self.transfers)
             return reply
         except Exception:  # a packet must never take the server down
             log.exception("unexpected error answering a %d-byte packet", len(data))

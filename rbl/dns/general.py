@@ -8,6 +8,7 @@ odd or malformed packets. Slow but complete; the fast path in
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
@@ -18,6 +19,11 @@ from rbl.dns.wire import (
 from rbl.zone.config import ACCESS_CODE
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
 
+if TYPE_CHECKING:
+    from rbl.dns.transfer import Transfers
+
+QTYPE_TSIG = 250
+
 
 def _bare_reply(data: bytes, rcode: int) -> bytes:
     """A header-only reply: for packets whose question cannot be trusted."""
@@ -25,8 +31,13 @@ def _bare_reply(data: bytes, rcode: int) -> bytes:
     return data[:2] + struct.pack(">HHHHH", flags, 0, 0, 0, 0)
 
 
-def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None) -> bytes | None:
-    """The reply to any packet, or None when it deserves none (too short, or a response)."""
+def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None,
+                   transfers: Transfers | None = None) -> bytes | None:
+    """The reply to any packet, or None when it deserves none (too short, or a response).
+
+    A query signed with TSIG goes through ``transfers``, which checks the
+    signature and signs the reply (without it, the signature is ignored).
+    """
     if len(data) < 12 or data[2] & 0x80:
         return None
     if data[2] & 0x78:  # opcode other than QUERY
@@ -40,6 +51,8 @@ def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | Non
         query = DNSRecord.parse(data)
     except Exception:  # dnslib raises several kinds for broken packets
         return _bare_reply(data, RCODE_FORMERR)
+    if transfers is not None and query.ar and query.ar[-1].rtype == QTYPE_TSIG:
+        return transfers.signed(data, lambda unsigned: general_answer(unsigned, snapshot, udp, client), client)
     labels = query.questions[0].qname.label
     if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
         return _bare_reply(data, RCODE_FORMERR)
