@@ -332,8 +332,9 @@ def _transfer(node: yamlfile.Located) -> TransferConfig | None:
                         "history")
     key = _tsig_key(xfr) if "key" in xfr else None
     if key is None and tsig == "required":
-        raise xfr.error("tsig: required needs a key (name, algorithm and secret_file or secret); "
-                        "or say tsig: optional to allow unsigned transfers", "tsig" if "tsig" in xfr else None)
+        message = ("tsig: required (the default) needs a key (name, algorithm, and secret_file or secret); "
+                   "or say tsig: optional to allow unsigned transfers")
+        raise xfr.error(message, "tsig") if "tsig" in xfr else node.error(message, "transfer")
     return TransferConfig(allow=tuple(networks), secondaries=tuple(endpoints), key=key, tsig=tsig, history=history)
 
 
