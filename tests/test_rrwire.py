@@ -105,3 +105,26 @@ def test_a_body_fills_up_to_its_limit():
     bodies = [b for b in (packer.add(r) for r in wire) if b is not None] + [packer.flush()]
     assert sum(count for _, count in bodies) == 20
     assert all(len(body) <= 100 for body, _ in bodies) and len(bodies) > 2
+
+
+def test_deep_trees_of_names_keep_pointer_chains_short_enough_for_dnspython():
+    """IPv6 names in address order, sharing suffixes at every depth: every name reads back
+    (each name compressed against the last chains pointers; dnspython follows 16 at most)."""
+    import random
+
+    rng = random.Random(1)
+    base = 0x20010DB8 << 96
+    addresses = sorted({base | rng.getrandbits(16) << 80 | rng.getrandbits(64) for _ in range(2000)})
+    names = [".".join(reversed(f"{a:032x}")) for a in addresses]
+    # Wildcards one nibble deeper each time, as a zone's cover writes them down a path.
+    names += ["*." + ".".join("1" * depth) + ".8.b.d.0.1.0.0.2" for depth in range(1, 25)]
+    wire = list(wire_records(Record(n, 60, "A", "127.0.0.2") for n in names))
+    qlen = question_length(ORIGIN)
+    origin = dns.name.from_text(ORIGIN)
+    seen = []
+    for body, count in pack_all(wire, qlen):
+        message = struct.pack(">HHHHHH", 7, 0x8400, 1, count, 0, 0) + b"\x02bl\x07example\x00\x00\xfc\x00\x01" + body
+        parsed = dns.message.from_wire(message, xfr=True, origin=origin)
+        seen += [rrset.name.relativize(origin).to_text() for rrset in parsed.answer]
+        assert len(body) <= 16000
+    assert seen == names

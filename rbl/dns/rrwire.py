@@ -27,6 +27,8 @@ QUESTION_OFFSET = 12  # the origin's name in every message we send starts here
 MAX_POINTER = 0x3FFF  # a compression pointer reaches no further
 BODY_LIMIT = 16000  # bytes of records per message: every name stays a pointer target
 _FIXED = struct.Struct(">HHIH")
+_POINTER = struct.Struct(">H")
+MAX_CHAIN = 8  # pointers followed to read any name we write (dnspython refuses more than 16)
 
 
 class WireRecord(NamedTuple):
@@ -151,7 +153,8 @@ class Packer:
         self.parts: list[bytes] = []
         self.size = 0
         self.count = 0
-        self.names: dict[str, int] = {"": QUESTION_OFFSET}
+        # Names written in this body: where each starts, and how many pointers reading it follows.
+        self.names: dict[str, tuple[int, int]] = {"": (QUESTION_OFFSET, 0)}
 
     def add(self, record: WireRecord) -> tuple[bytes, int] | None:
         name, rtype, ttl, rdata = record
@@ -167,28 +170,32 @@ class Packer:
 
     def _encode(self, name: str, at: int, rtype: int, ttl: int, rdata: bytes) -> bytes:
         names = self.names
-        pointer = names.get(name)
-        if pointer is not None:
-            owner = struct.pack(">H", 0xC000 | pointer)
+        known = names.get(name)
+        if known is not None and known[1] < MAX_CHAIN:
+            owner = _POINTER.pack(0xC000 | known[0])
         else:
             # The longest known suffix, then the labels before it; each new suffix is remembered.
-            labels = name.split(".")
+            # A suffix reached through too many pointers is written out again: parsers cap the
+            # chain of pointers they follow (dnspython at 16).
+            labels = name.split(".") if name else []
             head = bytearray()
+            written: list[tuple[str, int]] = []
+            target = names[""]
             for i in range(len(labels)):
                 suffix = ".".join(labels[i:]) if i else name
-                pointer = names.get(suffix)
-                if pointer is not None:
+                known = names.get(suffix)
+                if known is not None and known[1] < MAX_CHAIN:
+                    target = known
                     break
-                offset = at + len(head)
-                if offset <= MAX_POINTER:
-                    names[suffix] = offset
+                if at + len(head) <= MAX_POINTER:
+                    written.append((suffix, at + len(head)))
                 raw = labels[i].encode("ascii")
                 if not 0 < len(raw) < 64:
                     raise TransferError(f"owner {name!r}: a label is empty or longer than 63 octets")
                 head += bytes([len(raw)]) + raw
-            else:
-                pointer = QUESTION_OFFSET
-            owner = bytes(head) + struct.pack(">H", 0xC000 | pointer)
+            for suffix, offset in written:
+                names[suffix] = (offset, target[1] + 1)
+            owner = bytes(head) + _POINTER.pack(0xC000 | target[0])
         return owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
 
     def flush(self) -> tuple[bytes, int] | None:
