@@ -568,6 +568,95 @@ def operator_token_list(db, policy, zones, active, as_json) -> None:
     tokens = _token_store(db).list(include_revoked=not active, scope="operator")
     _token_rows(tokens, as_json, "no operator tokens")
 
+# -- exports for mirrors (rbl/zone/export.py) ---------------------------------------
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def export() -> None:
+    """Write every zone for mirrors: rbldnsd data files or RFC 1035 zone files.
+
+    Each file is written to a temporary file and renamed into place, so rsync
+    or a running server never sees half of it.
+
+    \b
+    Example:
+        rbl export rbldnsd /srv/rbldnsd && rbldnsd -b 127.0.0.1/5300 bl.example:combined:/srv/rbldnsd/bl.example.rbldnsd
+        rbl export zonefile /etc/nsd/zones --watch
+    """
+
+
+def _export(fmt: str, db: str, policy: str, zones: str, directory: str, watch: bool, interval: float) -> None:
+    import signal
+    import time
+    from pathlib import Path
+
+    from rbl.service import Service
+    from rbl.zone.export import export as write_export, watch as watch_snapshots
+
+    service = Service(db, policy, zones)
+
+    def write(snapshot) -> None:
+        started = time.perf_counter()
+        for path, size in write_export(snapshot, fmt, Path(directory)):
+            click.echo(f"{path}: serial {snapshot.serial}, {size} bytes, {time.perf_counter() - started:.2f} s",
+                       err=watch)
+
+    try:
+        write(service.build())
+        if not watch:
+            return
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+        # SIGTERM as SystemExit: a file being written is removed, the last whole one stays.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        watch_snapshots(lambda: service.update() if service.stale() else None, write, interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.store.close()
+
+
+def _export_options(func):
+    func = click.option("--interval", type=click.FloatRange(0.1, 86400), default=5.0, show_default=True,
+                        help="With --watch: at most one rewrite per this many seconds.")(func)
+    func = click.option("--watch", is_flag=True,
+                        help="Keep running: rewrite the files on each new snapshot (the store, policy or zones "
+                             "changed, or a listing expired), as rbl serve does.")(func)
+    func = click.argument("directory", type=click.Path(file_okay=False))(func)
+    return locations(func)
+
+
+@export.command("rbldnsd")
+@_export_options
+def export_rbldnsd(db, policy, zones, directory, watch, interval) -> None:
+    """DIRECTORY/<origin>.rbldnsd: one rbldnsd combined dataset per zone.
+
+    It holds ip4trie, ip6trie and dnset parts for the zone and its sub-zones,
+    with $SOA, $NS, $TTL and TXT templates, and answers as rbl does (see the
+    README for the few things rbldnsd answers otherwise).
+
+    \b
+    Example:
+        rbl export rbldnsd /srv/rbldnsd
+        rbldnsd -b 127.0.0.1/5300 -w /srv/rbldnsd bl.example:combined:bl.example.rbldnsd
+    """
+    _export("rbldnsd", db, policy, zones, directory, watch, interval)
+
+
+@export.command("zonefile")
+@_export_options
+def export_zonefile(db, policy, zones, directory, watch, interval) -> None:
+    """DIRECTORY/<origin>.zone: an RFC 1035 master file per zone, sub-zones included.
+
+    CIDRs become wildcards on octet (IPv4) and nibble (IPv6) boundaries; it
+    passes kzonecheck and nsd-checkzone and loads in NSD, Knot or BIND.
+
+    \b
+    Example:
+        rbl export zonefile /var/lib/knot/zones
+        kzonecheck -o bl.example /var/lib/knot/zones/bl.example.zone
+    """
+    _export("zonefile", db, policy, zones, directory, watch, interval)
+
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def delist() -> None:

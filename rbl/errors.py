@@ -42,3 +42,7 @@ class SnapshotError(RblError):
 
 class TransferError(RblError):
     """A zone transfer message is malformed, or a transfer cannot be served."""
+
+
+class ExportError(RblError):
+    """A snapshot cannot be written in an export format exactly as rbl answers it."""

@@ -209,6 +209,10 @@ class Service:
     def _stale(self) -> bool:
         return self._fingerprint() != self._seen or self._time_is_due()
 
+    def stale(self) -> bool:
+        """Whether the store, the files or the clock call for a new snapshot (for exports that watch)."""
+        return self._stale()
+
     def _build_and_write(self, folder: Path, full: bool = False) -> tuple[Snapshot, Path]:
         snapshot = self.build() if full else self.update()
         path = folder / f"{snapshot.serial}.snap"

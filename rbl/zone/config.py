@@ -30,6 +30,9 @@ Example::
       - name: dkim
         serves: listings       # DKIM signing domains: rbl listing add --zone dkim.bl.example
         codes: {block: 127.0.2.2, throttle: 127.0.2.4}
+    export:                    # rbl export rbldnsd|zonefile
+      ipv4_mapped: true        # zone files: ::ffff:a.b.c.d names answered from the IPv4
+                               # listings, as rbl does (false: only the RFC 5782 test point)
     transfer:                  # AXFR/IXFR to secondaries, NOTIFY on every new serial
       allow: [127.0.0.0/8]     # who may transfer (default: loopback only)
       secondaries: ["127.0.0.1:5300"]    # NOTIFY goes here (port 53 if none)
@@ -127,6 +130,7 @@ class ZoneConfig:
     serves: str = "listings"  # one of SERVES
     codes: dict[str, str] = field(default_factory=dict)  # this zone's own codes, by name
     apex: str = ""  # a sub-zone's parent, whose SOA and NS it is served under; "" for a zone
+    export_ipv4_mapped: bool = True  # zone files write ::ffff:a.b.c.d names from the IPv4 data
     transfer: TransferConfig | None = None  # zone transfers to secondaries; None: none (never on a sub-zone)
 
     @property
@@ -173,7 +177,7 @@ def load_zone(path: str | Path) -> list[ZoneConfig]:
     node = yamlfile.check_keys(
         data,
         {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer", "access", "serves", "codes",
-         "subzones", "transfer"},
+         "subzones", "export", "transfer"},
         {"origin", "soa", "ns"},
         "zone",
         name,
@@ -243,9 +247,21 @@ def load_zone(path: str | Path) -> list[ZoneConfig]:
         access=access,
         serves=_serves(node, ("listings", "verbatim")),
         codes=_codes(node),
+        export_ipv4_mapped=_export(node),
         transfer=_transfer(node),
     )
     return [zone, *_subzones(node, zone)]
+
+
+def _export(node: yamlfile.Located) -> bool:
+    """The ``export`` settings; today one: whether zone files write IPv4-mapped names."""
+    if "export" not in node:
+        return True
+    export = yamlfile.check_keys(node["export"], {"ipv4_mapped"}, set(), "export", node.path, node.where("export"))
+    mapped = export.get("ipv4_mapped", True)
+    if not isinstance(mapped, bool):
+        raise export.error(f"ipv4_mapped must be true or false, not {mapped!r}", "ipv4_mapped")
+    return mapped
 
 
 def _serves(node: yamlfile.Located, allowed: tuple[str, ...]) -> str:
