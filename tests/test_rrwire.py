@@ -102,7 +102,7 @@ def test_txt_escapes_and_unknown_types():
 def test_a_body_fills_up_to_its_limit():
     packer = Packer(question_length(ORIGIN), limit=100)
     wire = list(wire_records(Record(f"{i}.0.0.10", 60, "A", "127.0.0.2") for i in range(20)))
-    bodies = [b for b in (packer.add(r) for r in wire) if b is not None] + [packer.flush()]
+    bodies = [b for b in (packer.add(*r) for r in wire) if b is not None] + [packer.flush()]
     assert sum(count for _, count in bodies) == 20
     assert all(len(body) <= 100 for body, _ in bodies) and len(bodies) > 2
 

@@ -27,7 +27,8 @@ QUESTION_OFFSET = 12  # the origin's name in every message we send starts here
 MAX_POINTER = 0x3FFF  # a compression pointer reaches no further
 BODY_LIMIT = 16000  # bytes of records per message: every name stays a pointer target
 _FIXED = struct.Struct(">HHIH")
-_POINTER = struct.Struct(">H")
+_LENGTHS = [bytes([n]) for n in range(256)]
+_POINTERS = [struct.pack(">H", 0xC000 | offset) for offset in range(MAX_POINTER + 1)]
 MAX_CHAIN = 8  # pointers followed to read any name we write (dnspython refuses more than 16)
 
 
@@ -38,11 +39,6 @@ class WireRecord(NamedTuple):
     rtype: int
     ttl: int
     rdata: bytes
-
-    def identity(self) -> bytes:
-        """What makes two records the same record (the TTL included, as IXFR compares them)."""
-        return self.name.encode("ascii") + b"\0" + _FIXED.pack(self.rtype, CLASS_IN, self.ttl, len(self.rdata)) \
-            + self.rdata
 
 
 def _txt(text: str) -> bytes:
@@ -116,23 +112,32 @@ def rdata_wire(rtype: str, text: str) -> bytes:
     raise TransferError(f"rbl does not transfer {rtype} records")
 
 
-def wire_records(records: Iterable) -> Iterator[WireRecord]:
-    """``Record(name, ttl, rtype, rdata)`` tuples as :class:`WireRecord`; repeated rdata encoded once."""
+def encode(records: Iterable) -> Iterator[tuple[str, int, int, bytes]]:
+    """``Record(name, ttl, rtype, rdata)`` tuples as (name, type, TTL, rdata bytes): a :class:`WireRecord`'s
+    fields, as plain tuples (a million of them: every call counts). Repeated rdata is encoded once."""
     cache: dict[tuple[str, str], bytes] = {}
     types = TYPES
     for name, ttl, rtype, rdata in records:
         if rtype == "TXT":
-            encoded = _txt(rdata) if "\\" not in rdata else rdata_wire(rtype, rdata)
+            # The common TXT: one quoted string without escapes.
+            if rdata.count('"') == 2 and rdata[0] == '"' and rdata[-1] == '"' and "\\" not in rdata \
+                    and len(rdata) < 258:
+                raw = rdata[1:-1].encode("ascii")
+                encoded = _LENGTHS[len(raw)] + raw
+            else:
+                encoded = rdata_wire(rtype, rdata)
         else:
-            key = (rtype, rdata)
-            encoded = cache.get(key)
+            encoded = cache.get((rtype, rdata))
             if encoded is None:
                 if len(cache) > 4096:
                     cache.clear()
-                encoded = cache[key] = rdata_wire(rtype, rdata)
-        if rtype not in types:
-            raise TransferError(f"rbl does not transfer {rtype} records")
-        yield WireRecord("" if name == "@" else name.lower(), types[rtype], ttl, encoded)
+                encoded = cache[(rtype, rdata)] = rdata_wire(rtype, rdata)
+        yield ("" if name == "@" else name.lower()), types[rtype], ttl, encoded
+
+
+def wire_records(records: Iterable) -> Iterator[WireRecord]:
+    """``Record(name, ttl, rtype, rdata)`` tuples as :class:`WireRecord`."""
+    return (WireRecord(*fields) for fields in encode(records))
 
 
 class Packer:
@@ -156,47 +161,63 @@ class Packer:
         # Names written in this body: where each starts, and how many pointers reading it follows.
         self.names: dict[str, tuple[int, int]] = {"": (QUESTION_OFFSET, 0)}
 
-    def add(self, record: WireRecord) -> tuple[bytes, int] | None:
-        name, rtype, ttl, rdata = record
+    def add(self, name: str, rtype: int, ttl: int, rdata: bytes) -> tuple[bytes, int] | None:
+        """Add one record (its name relative to the origin, lowercase); a finished body or None."""
+        known = self.names.get(name)
+        if known is not None and known[1] < MAX_CHAIN:  # the owner of the record before, mostly
+            encoded = _POINTERS[known[0]] + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+            if self.size + len(encoded) <= self.limit or not self.count:
+                self.parts.append(encoded)
+                self.size += len(encoded)
+                self.count += 1
+                return None
         done = None
-        encoded = self._encode(name, self.base + self.size, rtype, ttl, rdata)
+        owner, written, depth = self._owner(name, self.base + self.size)
+        encoded = owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
         if self.size + len(encoded) > self.limit and self.count:
             done = self.flush()
-            encoded = self._encode(name, self.base, rtype, ttl, rdata)
+            owner, written, depth = self._owner(name, self.base)
+            encoded = owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+        names = self.names
+        for suffix, offset in written:
+            names[suffix] = (offset, depth)
         self.parts.append(encoded)
         self.size += len(encoded)
         self.count += 1
         return done
 
-    def _encode(self, name: str, at: int, rtype: int, ttl: int, rdata: bytes) -> bytes:
+    def _owner(self, name: str, at: int) -> tuple[bytes, list[tuple[str, int]], int]:
+        """An owner name written at ``at``: its bytes, the suffixes it writes out (to remember where),
+        and how many pointers reading them follows.
+
+        The longest known suffix is a pointer, the labels before it are written
+        out. A suffix reached through too many pointers is written out again:
+        parsers cap the chain of pointers they follow (dnspython at 16).
+        """
         names = self.names
-        known = names.get(name)
-        if known is not None and known[1] < MAX_CHAIN:
-            owner = _POINTER.pack(0xC000 | known[0])
-        else:
-            # The longest known suffix, then the labels before it; each new suffix is remembered.
-            # A suffix reached through too many pointers is written out again: parsers cap the
-            # chain of pointers they follow (dnspython at 16).
-            labels = name.split(".") if name else []
-            head = bytearray()
-            written: list[tuple[str, int]] = []
-            target = names[""]
-            for i in range(len(labels)):
-                suffix = ".".join(labels[i:]) if i else name
-                known = names.get(suffix)
-                if known is not None and known[1] < MAX_CHAIN:
-                    target = known
-                    break
-                if at + len(head) <= MAX_POINTER:
-                    written.append((suffix, at + len(head)))
-                raw = labels[i].encode("ascii")
-                if not 0 < len(raw) < 64:
-                    raise TransferError(f"owner {name!r}: a label is empty or longer than 63 octets")
-                head += bytes([len(raw)]) + raw
-            for suffix, offset in written:
-                names[suffix] = (offset, target[1] + 1)
-            owner = bytes(head) + _POINTER.pack(0xC000 | target[0])
-        return owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+        head: list[bytes] = []
+        written: list[tuple[str, int]] = []
+        target = names[""]
+        pos, end, size = 0, len(name), 0
+        while pos < end:
+            suffix = name[pos:] if pos else name
+            # The whole name was looked up by add(): the first suffix to try is its parent.
+            known = names.get(suffix) if pos else None
+            if known is not None and known[1] < MAX_CHAIN:
+                target = known
+                break
+            if at + size <= MAX_POINTER:
+                written.append((suffix, at + size))
+            dot = name.find(".", pos)
+            if dot < 0:
+                dot = end
+            raw = name[pos:dot].encode("ascii")
+            if not 0 < len(raw) < 64:
+                raise TransferError(f"owner {name!r}: a label is empty or longer than 63 octets")
+            head.append(_LENGTHS[len(raw)] + raw)
+            size += 1 + len(raw)
+            pos = dot + 1
+        return b"".join(head) + _POINTERS[target[0]], written, target[1] + 1
 
     def flush(self) -> tuple[bytes, int] | None:
         """The body packed so far, or None when empty; the next body starts afresh."""
@@ -212,7 +233,7 @@ def pack_all(records: Iterable[WireRecord], question_length: int, limit: int = B
     """Every record packed into bodies, in order."""
     packer = Packer(question_length, limit)
     for record in records:
-        done = packer.add(record)
+        done = packer.add(*record)
         if done is not None:
             yield done
     done = packer.flush()

@@ -9,7 +9,6 @@ are smaller than the whole zone; else by the whole zone (AXFR-style).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -71,15 +70,11 @@ def keep(steps: Sequence[Step], limit: int) -> tuple[list[Step], list[Step]]:
     return kept, [s for s in steps if s not in kept]
 
 
-def digest(identity: bytes) -> bytes:
-    """The 64-bit digest of a record's identity that diffs compare."""
-    return hashlib.blake2b(identity, digest_size=8).digest()
-
-
 def diff(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indexes into old deleted, indexes into new added) between two versions' digests.
 
-    Records are compared by 64-bit digests: two different records that collide
+    Records are compared by 64-bit digests (blake2b of name, type, TTL and rdata,
+    see :func:`rbl.zone.versions.render`): two different records that collide
     are one in 2**64 per pair compared, and a step bigger than the zone is
     never sent anyway.
     """
