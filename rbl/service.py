@@ -245,7 +245,10 @@ class Service:
             failed_on = None
             workers.publish(path)
             if self.feed is not None:
-                self.feed.offer(snapshot, path)
+                try:
+                    self.feed.offer(snapshot, path)
+                except Exception:  # transfers lag behind; answering must not stop for them
+                    log.exception("zone transfers keep their last version after an unexpected error")
             log.info("serving snapshot %d: %d listings, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, snapshot.compile_seconds)
             for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:

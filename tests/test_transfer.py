@@ -457,3 +457,39 @@ def test_an_ixfr_from_past_the_history_gets_the_whole_zone_and_a_current_one_the
     wait(lambda: f"IXFR of bl.example to 127.0.0.1: serial {newest} is up to date" in "".join(server.log), 5,
          "the log of the IXFR that was up to date", logs_of(server, knot))
     assert "IXFR (whole zone) of bl.example to 127.0.0.1: serial" in "".join(server.log)
+
+
+def test_transfer_settings_follow_the_zone_file_at_once(tmp_path):
+    """tsig: optional serves unsigned transfers; a narrowed allow list and a removed transfer block
+    apply with the next snapshot, before any version is rendered."""
+    workspace = Workspace(tmp_path)
+    zone_file = workspace.zones / f"{ORIGIN}.yaml"
+    plain = zone_file.read_text()
+    zone_file.write_text(plain + "\ntransfer:\n  tsig: optional\n  history: 0\n")
+    server = Server(workspace, "--http", "off")
+    try:
+        wait(lambda: versions(server), 30, "the first version", lambda: "".join(server.log))
+        zone = transfer(server.port)  # unsigned, from loopback: allowed
+        assert zone.get_rdataset("@", "SOA")[0].serial == versions(server)[-1]
+        # A signed query with a key the zone does not have: NOTAUTH, BADKEY.
+        query = dns.message.make_query(ORIGIN, "SOA")
+        query.use_tsig(keyring(), keyname=KEY_NAME)
+        with pytest.raises(dns.tsig.PeerBadKey):
+            dns.query.udp(query, "127.0.0.1", port=server.port, timeout=5)
+        # IXFR with history 0: always the whole zone.
+        assert len(transfer(server.port, serial=versions(server)[-1] - 1).nodes) == len(zone.nodes)
+        zone_file.write_text(plain + "\ntransfer:\n  allow: [192.0.2.0/24]\n  tsig: optional\n")
+
+        def refused(reason: str) -> bool:
+            try:
+                transfer(server.port)
+            except dns.xfr.TransferError as exc:
+                return exc.rcode == dns.rcode.REFUSED and any(reason in line for line in server.log)
+            return False
+
+        wait(lambda: refused("not in its allow list"), 10, "the narrowed allow list", lambda: "".join(server.log))
+        zone_file.write_text(plain)
+        wait(lambda: refused("no transfers are set up for it"), 10, "the removed transfer block",
+             lambda: "".join(server.log))
+    finally:
+        server.stop()

@@ -42,10 +42,17 @@ def as_wire(version: list) -> set:
     return set(wire_records(version))
 
 
+pool_index = st.integers(0, len(POOL) - 1)
+
+
 @settings(max_examples=40, deadline=None)
-@given(versions=st.lists(st.sets(st.integers(0, len(POOL) - 1)), min_size=2, max_size=6),
+@given(base=st.sets(pool_index, min_size=60), toggles=st.lists(st.sets(pool_index, max_size=8), min_size=1,
+                                                              max_size=5),
        keep=st.integers(0, 6), gap=st.integers(1, 2**20))
-def test_applying_the_steps_to_any_old_version_gives_the_newest(versions, keep, gap):
+def test_applying_the_steps_to_any_old_version_gives_the_newest(base, toggles, keep, gap):
+    versions = [base]
+    for toggle in toggles:  # each version a few records away from the one before
+        versions.append(versions[-1] ^ toggle)
     folder = Path(tempfile.mkdtemp(prefix="rbl-test-versions-"))
     try:
         serials, contents = [], []
@@ -121,10 +128,19 @@ def test_serial_arithmetic_wraps():
 
 
 def test_a_serial_that_goes_back_starts_the_history_afresh(tmp_path):
-    render([soa(100), POOL[0]], ORIGIN, tmp_path, 8)
-    render([soa(101), POOL[1]], ORIGIN, tmp_path, 8)
+    render([soa(100), *POOL[:10]], ORIGIN, tmp_path, 8)
+    render([soa(101), *POOL[:11]], ORIGIN, tmp_path, 8)
     assert len(read_index(tmp_path / ORIGIN)["steps"]) == 1
-    render([soa(50), POOL[2]], ORIGIN, tmp_path, 8)  # a store restored from an old backup
+    render([soa(50), *POOL[:12]], ORIGIN, tmp_path, 8)  # a store restored from an old backup
     index = read_index(tmp_path / ORIGIN)
     assert index["serial"] == 50 and index["steps"] == []
     assert (tmp_path / ORIGIN / INDEX).stat().st_mode & 0o077 == 0  # it may be read by its owner only
+
+
+def test_a_change_as_big_as_the_zone_builds_no_step(tmp_path):
+    render([soa(1), *POOL[:10]], ORIGIN, tmp_path, 8)
+    render([soa(2), *POOL[:12]], ORIGIN, tmp_path, 8)
+    assert len(read_index(tmp_path / ORIGIN)["steps"]) == 1
+    render([soa(3), *POOL[20:32]], ORIGIN, tmp_path, 8)  # every record changed: the zone is the smaller
+    index = read_index(tmp_path / ORIGIN)
+    assert index["steps"] == [] and plan([], 3, 2, index["axfr_bytes"]) == WHOLE_ZONE

@@ -91,7 +91,10 @@ class TcpHandler:
                     break
                 transfers = self.responder.transfers
                 if transfers is not None and transfer_qtype(data):
-                    await transfers.serve(data, client, writer)  # AXFR/IXFR: a stream of messages
+                    try:
+                        await transfers.serve(data, client, writer)  # AXFR/IXFR: a stream of messages
+                    except ConnectionError:
+                        break  # a stream cut short: only closing the connection tells the client
                     continue
                 reply = self.responder.respond(data, False, client)
                 if reply is None:

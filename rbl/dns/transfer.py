@@ -146,6 +146,8 @@ class Transfers:
                 if isinstance(message, Served):
                     outcome = message
                     continue
+                if writer.is_closing():
+                    raise ConnectionResetError("the client closed the connection")
                 writer.write(struct.pack(">H", len(message)) + message)
                 sent += len(message) + 2
                 messages += 1
@@ -156,6 +158,9 @@ class Transfers:
         except (ConnectionError, asyncio.CancelledError):
             log.warning("transfer to %s broken off after %d messages", client, messages)
             raise
+        except (OSError, ValueError, KeyError, TransferError) as exc:  # files gone or damaged meanwhile
+            log.error("transfer to %s failed after %d messages: %s", client, messages, exc)
+            raise ConnectionAbortedError(str(exc)) from None
         if outcome is not None:
             log.info("%s of %s to %s: %s, %d records in %d messages, %d bytes, %.3f s%s",
                      outcome.kind, outcome.origin, client, outcome.serials, outcome.records, messages, sent,

@@ -38,11 +38,11 @@ from rbl.errors import TransferError
 from rbl.zone import history
 from rbl.zone.config import TransferConfig
 
-TRANSFER_FOLDER = "transfer"  # beside the snapshot files
-INDEX = "index.json"
-
 if TYPE_CHECKING:  # numpy only where versions are rendered (the primary's helper): workers do without
     import numpy as np
+
+TRANSFER_FOLDER = "transfer"  # beside the snapshot files
+INDEX = "index.json"
 SETTINGS = "settings.json"
 _CHUNK = struct.Struct(">IH")
 _STORED = struct.Struct(">HHIH")  # name length, type, TTL, rdata length
@@ -182,39 +182,46 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
     blake = hashlib.blake2b
     chunk = _CHUNK.pack
     tmp = axfr.with_name(axfr.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write = f.write
-        add(*soa)
-        # The loop a million records go through: kept flat, no call it can do without.
-        for name, rtype, ttl, rdata in stream:
-            if rtype == TYPE_SOA and not name:
-                raise TransferError(f"{origin}: a second SOA at the apex")
-            # The digest diffs compare (see history.diff): name, type, TTL and rdata.
-            digests += blake(b"%s %d %d %s" % (name.encode(), rtype, ttl, rdata), digest_size=8).digest()
-            count += 1
-            done = add(name, rtype, ttl, rdata)
-            if done is not None:
-                write(chunk(len(done[0]), done[1]) + done[0])
-        for done in (add(*soa), packer.flush()):
-            if done is not None:
-                write(chunk(len(done[0]), done[1]) + done[0])
+    try:
+        with open(tmp, "wb") as f:
+            write = f.write
+            add(*soa)
+            # The loop a million records go through: kept flat, no call it can do without.
+            for name, rtype, ttl, rdata in stream:
+                if rtype == TYPE_SOA and not name:
+                    raise TransferError(f"{origin}: a second SOA at the apex")
+                if keep:  # the digest diffs compare (see history.diff): name, type, TTL and rdata
+                    digests += blake(b"%s %d %d %s" % (name.encode(), rtype, ttl, rdata), digest_size=8).digest()
+                count += 1
+                done = add(name, rtype, ttl, rdata)
+                if done is not None:
+                    write(chunk(len(done[0]), done[1]) + done[0])
+            for done in (add(*soa), packer.flush()):
+                if done is not None:
+                    write(chunk(len(done[0]), done[1]) + done[0])
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, axfr)
-    digests = np.frombuffer(bytes(digests), dtype=np.uint64)
-    (zone_dir / f"{serial}.digests.tmp").write_bytes(digests.tobytes())
-    os.replace(zone_dir / f"{serial}.digests.tmp", zone_dir / f"{serial}.digests")
+    if keep:
+        (zone_dir / f"{serial}.digests.tmp").write_bytes(digests)
+        os.replace(zone_dir / f"{serial}.digests.tmp", zone_dir / f"{serial}.digests")
     axfr_bytes = axfr.stat().st_size
     steps: list[history.Step] = []
     step_seconds = 0.0
     if previous is not None and keep and history.serial_newer(serial, previous["serial"]):
         step_started = time.perf_counter()
         old_path = zone_dir / previous["axfr"]
+        gone = None  # no step: the history starts afresh, and older clients get the whole zone
         try:
             old = np.fromfile(zone_dir / previous["digests"], dtype=np.uint64)
-            deleted, added = history.diff(old, digests)
-            gone = records_at(old_path, deleted + 1, origin)
-            new = records_at(axfr, added + 1, origin)
+            deleted, added = history.diff(old, np.frombuffer(digests, dtype=np.uint64))
+            # A step as big as the zone is never sent (the zone is): it is not built either.
+            if len(deleted) + len(added) < count:
+                gone = records_at(old_path, deleted + 1, origin)
+                new = records_at(axfr, added + 1, origin)
         except (OSError, TransferError):
-            gone = None  # the previous version's files are gone: no history to build on
+            pass  # the previous version's files are gone: no history to build on
         if gone is not None:
             old_soa = WireRecord("", TYPE_SOA, previous["soa"]["ttl"], bytes.fromhex(previous["soa"]["rdata"]))
             data = store_records([old_soa, *gone, soa, *new])
@@ -224,7 +231,7 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
             steps = [history.Step(**s) for s in previous["steps"]]
             steps.append(history.Step(previous["serial"], serial, len(gone), len(new), len(data), name))
         step_seconds = time.perf_counter() - step_started
-    kept, dropped = history.keep(steps, keep)
+    kept, _dropped = history.keep(steps, keep)
     index = {
         "origin": origin, "serial": serial, "axfr": axfr.name, "digests": f"{serial}.digests",
         "records": count, "axfr_bytes": axfr_bytes, "question_length": qlen,
@@ -233,11 +240,11 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
         "render_seconds": time.perf_counter() - started, "diff_seconds": step_seconds,
     }
     write_json(zone_dir / INDEX, index)
-    _tidy(zone_dir, index, previous, dropped)
+    _tidy(zone_dir, index, previous)
     return index
 
 
-def _tidy(zone_dir: Path, index: dict, previous: dict | None, dropped: list[history.Step]) -> None:
+def _tidy(zone_dir: Path, index: dict, previous: dict | None) -> None:
     """Remove files no index names: a worker streaming one has it open, and unlinking keeps it readable."""
     keep = {INDEX, SETTINGS, index["axfr"], index["digests"], *(s["file"] for s in index["steps"])}
     if previous is not None:
