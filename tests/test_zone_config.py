@@ -96,3 +96,18 @@ def test_transfer_settings_load_with_defaults_and_hide_the_secret(tmp_path):
     assert "secret-secret" not in repr(zone) and SECRET not in repr(zone)
     assert xfr.allows("127.0.0.9") and xfr.allows("::1") and xfr.allows("::ffff:127.0.0.1")
     assert not xfr.allows("192.0.2.1") and not xfr.allows(None)
+
+
+def test_policy_check_stops_at_a_broken_transfer_setting_without_showing_the_secret(tmp_path):
+    import subprocess
+    import sys
+
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "bl.example.yaml").write_text((FIXTURES / "transfer-short-secret.yaml").read_text())
+    proc = subprocess.run([sys.executable, "-m", "rbl", "policy", "check", "--policy", str(ROOT / "policy"),
+                           "--zones", str(zones), "--db", str(tmp_path / "rbl.db")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{zones / 'bl.example.yaml'}, line 10: secret: the secret is 12 bytes" in proc.stderr
+    assert "c2hvcnQtc2VjcmV0" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
