@@ -33,7 +33,7 @@ MAX_CHAIN = 8  # pointers followed to read any name we write (dnspython refuses 
 
 
 class WireRecord(NamedTuple):
-    """A record with its rdata encoded; ``name`` is relative to the apex ("" for the apex), lowercase."""
+    """A record with its rdata encoded; ``name`` is relative to the apex ("" for the apex)."""
 
     name: str
     rtype: int
@@ -132,7 +132,8 @@ def encode(records: Iterable) -> Iterator[tuple[str, int, int, bytes]]:
                 if len(cache) > 4096:
                     cache.clear()
                 encoded = cache[(rtype, rdata)] = rdata_wire(rtype, rdata)
-        yield ("" if name == "@" else name.lower()), types[rtype], ttl, encoded
+        # Names stay as given (rbl's are lowercase): lowering a million of them copies each.
+        yield ("" if name == "@" else name), types[rtype], ttl, encoded
 
 
 def wire_records(records: Iterable) -> Iterator[WireRecord]:
@@ -261,7 +262,7 @@ def unpack(body: bytes, count: int, question_length: int, origin_labels: int) ->
         rdata = message[pos: pos + rdlen]
         pos += rdlen
         relative = labels[: len(labels) - origin_labels]
-        out.append(WireRecord(b".".join(relative).decode("ascii").lower(), rtype, ttl, rdata))
+        out.append(WireRecord(b".".join(relative).decode("ascii"), rtype, ttl, rdata))
     if pos != len(message):
         raise TransferError("bytes after the last record of a body")
     return out
