@@ -270,15 +270,17 @@ def main() -> None:
             delay = time.monotonic() - changed
             log = server.text()[server_mark:]
             versions = re.findall(r"transfer version \d+ of bl\.example: (\d+) records, \d+ bytes, rendered in "
-                                  r"([\d.]+) s, IXFR step from \d+: (\d+) deleted, (\d+) added", log)
+                                  r"([\d.]+) s \(diff ([\d.]+) s\), IXFR step from \d+: (\d+) deleted, (\d+) added",
+                                  log)
             served = re.findall(r"IXFR of bl\.example to 127\.0\.0\.1: serial \d+ -> \d+ in \d+ steps?, (\d+) "
                                 r"records in (\d+) messages?, (\d+) bytes", log)
             incoming = re.findall(r"IXFR, incoming, remote [^,]+, finished, ([\d.]+) seconds, (\d+) messages, "
                                   r"(\d+) bytes", knot.text()[knot_mark:])
             print(f"100 changes (50 added, 50 removed): rbl answered them after {served_by_rbl:.1f} s, Knot "
                   f"after {delay:.1f} s", flush=True)
-            for records_, rendered, deleted, added in versions:
-                print(f"  version rendered in {float(rendered):.1f} s: a step of {deleted} deleted, {added} added")
+            for records_, rendered, diffed, deleted, added in versions:
+                print(f"  version rendered in {float(rendered):.1f} s (the diff {float(diffed):.1f} s of it): "
+                      f"a step of {deleted} deleted, {added} added")
             for records_, messages, size in served:
                 print(f"  IXFR served: {records_} records in {messages} message(s), {int(size):,} bytes")
             for seconds_, messages, size in incoming:

@@ -92,9 +92,9 @@ class TransferFeed:
                     step = f", IXFR step from {steps[-1]['start']}: {steps[-1]['deleted']} deleted, " \
                            f"{steps[-1]['added']} added, {steps[-1]['size']} bytes" \
                         if steps and steps[-1]["end"] == index["serial"] else ""
-                    log.info("transfer version %d of %s: %d records, %d bytes, rendered in %.2f s%s",
+                    log.info("transfer version %d of %s: %d records, %d bytes, rendered in %.2f s (diff %.2f s)%s",
                              index["serial"], origin, index["records"], index["axfr_bytes"],
-                             index["render_seconds"], step)
+                             index["render_seconds"], index["diff_seconds"], step)
                     soa = WireRecord("", 6, index["soa"]["ttl"], bytes.fromhex(index["soa"]["rdata"]))
                     for endpoint in config.secondaries:
                         self._notify(origin, index["serial"], soa, endpoint, config.key)

@@ -70,19 +70,37 @@ def keep(steps: Sequence[Step], limit: int) -> tuple[list[Step], list[Step]]:
     return kept, [s for s in steps if s not in kept]
 
 
-def diff(old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indexes into old deleted, indexes into new added) between two versions' digests.
+def diff(old: np.ndarray, new: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(indexes into old deleted, indexes into new added) between two versions' digests, each sorted;
+    None when there are ``limit`` changes or more (a step that big is not worth building).
 
     Records are compared by 64-bit digests (blake2b of name, type, TTL and rdata,
     see :func:`rbl.zone.versions.render`): two different records that collide
     are one in 2**64 per pair compared, and a step bigger than the zone is
-    never sent anyway.
+    never sent anyway. Lookups go in sorted order or into the few changed
+    digests: a binary search per digest in random order misses the cache at
+    every step (8 s for four million, against 1 s here).
     """
     import numpy as np
 
-    deleted = np.flatnonzero(~np.isin(old, new))
-    added = np.flatnonzero(~np.isin(new, old))
-    return deleted, added
+    old_sorted, new_sorted = np.sort(old), np.sort(new)
+
+    def absent(ranked: np.ndarray, other: np.ndarray) -> np.ndarray:
+        if not len(other):
+            return ranked
+        return ranked[other[np.minimum(np.searchsorted(other, ranked), len(other) - 1)] != ranked]
+
+    gone, came = absent(old_sorted, new_sorted), absent(new_sorted, old_sorted)
+    if limit is not None and len(gone) + len(came) >= limit:
+        return None
+
+    def where(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        if not len(values):
+            return np.zeros(0, dtype=np.int64)
+        values = np.unique(values)  # few: they stay in the cache
+        return np.flatnonzero(values[np.minimum(np.searchsorted(values, keys), len(values) - 1)] == keys)
+
+    return where(old, gone), where(new, came)
 
 
 def apply(records: set, deleted: Iterable, added: Iterable) -> set:

@@ -215,11 +215,11 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
         gone = None  # no step: the history starts afresh, and older clients get the whole zone
         try:
             old = np.fromfile(zone_dir / previous["digests"], dtype=np.uint64)
-            deleted, added = history.diff(old, np.frombuffer(digests, dtype=np.uint64))
             # A step as big as the zone is never sent (the zone is): it is not built either.
-            if len(deleted) + len(added) < count:
-                gone = records_at(old_path, deleted + 1, origin)
-                new = records_at(axfr, added + 1, origin)
+            found = history.diff(old, np.frombuffer(digests, dtype=np.uint64), limit=count)
+            if found is not None:
+                gone = records_at(old_path, found[0] + 1, origin)
+                new = records_at(axfr, found[1] + 1, origin)
         except (OSError, TransferError):
             pass  # the previous version's files are gone: no history to build on
         if gone is not None:
