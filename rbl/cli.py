@@ -597,7 +597,11 @@ def _export(fmt: str, db: str, policy: str, zones: str, directory: str, watch: b
 
     def write(snapshot) -> None:
         started = time.perf_counter()
-        for path, size in write_export(snapshot, fmt, Path(directory)):
+        try:
+            written = write_export(snapshot, fmt, Path(directory))
+        except OSError as exc:
+            raise RblError(f"DIRECTORY {directory}: {exc.strerror or exc}") from None
+        for path, size in written:
             click.echo(f"{path}: serial {snapshot.serial}, {size} bytes, {time.perf_counter() - started:.2f} s",
                        err=watch)
 

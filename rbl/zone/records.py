@@ -11,7 +11,8 @@ other software serves, without losing a decision:
   answer of the name itself and of the names below it;
 - :func:`zone_records`: the RFC 1035 resource records of a zone and its
   sub-zones, CIDRs written as wildcards on octet (IPv4) and nibble (IPv6)
-  boundaries (:func:`tree_cover`), so that a standard server answers every
+  boundaries (:func:`tree_cover`), unlisted names under a wildcard as holes (a
+  CNAME to a name that does not exist), so that a standard server answers every
   address and domain as rbl does (RFC 4592 semantics accounted for).
 
 Everything is pure and deterministic: the same snapshot gives the same entries
@@ -40,13 +41,14 @@ IP6_BITS = 128
 # ::ffff:0:0/96: rbl (like rbldnsd) answers these names from the IPv4 data.
 MAPPED_LO = 0xFFFF << 32
 MAPPED_HI = MAPPED_LO + (1 << 32)
-MAPPED_DEPTH = 24  # nibbles above an IPv4-mapped address
+TEST_POINT = 0x7F000002  # 127.0.0.2, RFC 5782 section 5
 MAPPED_PATH = ".".join(reversed(f"{MAPPED_LO >> 32:024x}"))  # f.f.f.f.0.0...0 (nearest the origin last)
 
 # Names the zone file points excluded domains at (a CNAME to a name that does not
 # exist answers NXDOMAIN, RFC 6604): one label, so no listed domain (two labels at
 # least) nor address name can be it.
 HOLE_LABEL = "excluded"
+HOLE = -1  # in a Cover: an unlisted name under a wildcard, written as that CNAME
 
 
 class Record(NamedTuple):
@@ -265,36 +267,43 @@ def _member(items: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return (pos < len(sorted_set)) & (sorted_set[pos_c] == items) if len(sorted_set) else np.zeros(len(items), bool)
 
 
-def tree_cover(starts: np.ndarray, values: np.ndarray, bits: int, width: int, shared_depth: int = 0) -> Cover:
-    """Leaves and wildcards that answer every address as the runs do.
+def tree_cover(starts: np.ndarray, values: np.ndarray, bits: int, width: int, shared_depth: int = 0,
+               walk: tuple[int, ...] = ()) -> Cover:
+    """Leaves, wildcards and holes that answer every address as the runs do.
 
     Labels are ``width`` bits (8: IPv4 octets, 4: IPv6 nibbles). Walking down from
     the root, a node holding different answers ("mixed") gets a wildcard with
-    the answer most of its whole children share, unless one of them is unlisted
-    (a wildcard would list it: no name can be made NXDOMAIN under a wildcard).
-    Children that are whole (one answer) and differ from that get their own
-    wildcard, or at the last level their own records; mixed children are
-    walked in turn. A mixed child exists as a name (records below it), so the
-    parent's wildcard never reaches into it (RFC 4592): it needs none of its own
-    unless it carries one.
+    the answer most of its whole children (one answer each) share, or none when
+    most are unlisted. Whole children that differ from it get their own wildcard
+    (at the last level, their own records); unlisted ones under a wildcard get a
+    hole (:data:`HOLE`, a CNAME to a name that does not exist: NXDOMAIN for the
+    name and, as it exists, for every name below it). Mixed children are walked
+    in turn: they exist as names (records below them), so the parent's
+    wildcard never reaches into them (RFC 4592).
 
     ``shared_depth``: nodes this deep or less whose labels are all digits are
     names of the other address family too (``1.0.0.2`` is 2.0.0.1 and the
     IPv6 2001::/16); they never carry a wildcard, which would answer the other
     family's names below, and are split down to where they are not shared.
-    The root never carries one either.
+    The root never carries one either. ``walk``: addresses whose nodes are
+    always walked, never whole (a subtree written by someone else lies there).
     """
     fan = 1 << width
     levels = bits // width
     unsafe: dict[int, np.ndarray] = {}
     if shared_depth:
-        extra = []
+        extra: list[int] = []
         for depth in range(1, shared_depth + 1):
             nodes = _digit_paths(depth, fan)
             unsafe[depth] = np.array(nodes, dtype=starts.dtype)
             node_bits = bits - width * depth
             # A breakpoint one child into the node makes it mixed, so it is walked.
             extra += [(node << node_bits) + (1 << (node_bits - width)) for node in nodes]
+    else:
+        extra = []
+    # A breakpoint just inside an address's last-level node makes every node above it mixed.
+    extra += [address + 1 for address in walk]
+    if extra:
         starts, values = _with_breakpoints(starts, values, extra)
     ends = np.concatenate([starts[1:], np.array([1 << bits], dtype=starts.dtype)])
     out_depth, out_index, out_value = [], [], []
@@ -337,8 +346,9 @@ def tree_cover(starts: np.ndarray, values: np.ndarray, bits: int, width: int, sh
         out_depth.append(np.full(int(has_wild.sum()), depth, dtype=np.int64))
         out_index.append(mixed[has_wild])
         out_value.append(wild[has_wild])
-        own = (vals != 0) & (vals != wild[rank])
-        lo, counts, vals = lo[own], counts[own], vals[own]
+        covered = wild[rank]
+        own = vals != covered
+        lo, counts, vals = lo[own], counts[own], np.where(vals[own] == 0, HOLE, vals[own])
         total = int(counts.sum())
         offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
         out_depth.append(np.full(total, depth + 1, dtype=np.int64))
@@ -358,7 +368,11 @@ def tree_cover(starts: np.ndarray, values: np.ndarray, bits: int, width: int, sh
 
 
 def _majority(rank: np.ndarray, vals: np.ndarray, counts: np.ndarray, nodes: int) -> np.ndarray:
-    """Per node: the answer most whole children share; 0 when one is unlisted or none is whole."""
+    """Per node: the wildcard's answer that leaves the fewest names to write, 0 for none.
+
+    A wildcard answering v costs one name and spares the whole children answering v;
+    the others (holes for the unlisted ones) are written either way.
+    """
     wild = np.zeros(nodes, dtype=np.int64)
     if not len(rank):
         return wild
@@ -369,16 +383,12 @@ def _majority(rank: np.ndarray, vals: np.ndarray, counts: np.ndarray, nodes: int
     group = np.cumsum(starts) - 1
     total = np.bincount(group, weights=counts).astype(np.int64)
     g_rank, g_val = rank[starts], vals[starts]
-    zero = np.zeros(nodes, dtype=bool)
-    zero[g_rank[g_val == 0]] = True
-    listed = g_val != 0
-    g_rank, g_val, total = g_rank[listed], g_val[listed], total[listed]
-    best = np.lexsort((g_val, -total, g_rank))  # most children, then the smaller answer
+    saved = total - (g_val != 0)  # names a wildcard with this answer spares (none for "no wildcard")
+    best = np.lexsort((g_val, -saved, g_rank))  # the most spared, then the smaller answer (0 first)
     first = np.ones(len(best), dtype=bool)
     first[1:] = g_rank[best][1:] != g_rank[best][:-1]
     chosen = best[first]
     wild[g_rank[chosen]] = g_val[chosen]
-    wild[zero] = 0
     return wild
 
 
@@ -387,6 +397,8 @@ def _majority(rank: np.ndarray, vals: np.ndarray, counts: np.ndarray, nodes: int
 
 def txt_rdata(text: str) -> str:
     """TXT rdata in presentation format: quoted strings of at most 255 bytes, as rbl sends them."""
+    if len(text) <= 255 and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # the usual case, without a look at each character
     data = text.encode("ascii", "replace")
     chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
     return " ".join('"' + "".join(_TXT_ESCAPE[b] for b in chunk) + '"' for chunk in chunks)
@@ -414,16 +426,30 @@ class _Rdata:
             yield Record(name, ttl, "TXT", fixed if fixed is not None else txt_rdata(answer.text(subject)))
 
 
+_OCTETS = [str(i) for i in range(256)]
+_NIBBLES = "0123456789abcdef"
+_BYTE_NIBBLES = [f"{b & 15:x}.{b >> 4:x}" for b in range(256)]  # a byte's two labels, low nibble first
+
+
 def _ip4_label_path(index: int, depth: int) -> str:
-    return ".".join(str(index >> (8 * i) & 255) for i in range(depth))
+    if depth == 4:
+        return f"{_OCTETS[index & 255]}.{_OCTETS[index >> 8 & 255]}.{_OCTETS[index >> 16 & 255]}.{_OCTETS[index >> 24]}"
+    return ".".join(_OCTETS[index >> (8 * i) & 255] for i in range(depth))
 
 
 def _nibble_path(index: int, depth: int) -> str:
-    return ".".join("0123456789abcdef"[index >> (4 * i) & 15] for i in range(depth))
+    if depth == 8:
+        return (f"{_BYTE_NIBBLES[index & 255]}.{_BYTE_NIBBLES[index >> 8 & 255]}.{_BYTE_NIBBLES[index >> 16 & 255]}."
+                f"{_BYTE_NIBBLES[index >> 24]}")
+    return ".".join(_NIBBLES[index >> (4 * i) & 15] for i in range(depth))
+
+
+def _dotted(value: int) -> str:
+    return f"{_OCTETS[value >> 24]}.{_OCTETS[value >> 16 & 255]}.{_OCTETS[value >> 8 & 255]}.{_OCTETS[value & 255]}"
 
 
 def _ip4_subject(index: int, depth: int) -> str:
-    net = str(ipaddress.IPv4Address(index << (32 - 8 * depth)))
+    net = _dotted(index << (32 - 8 * depth))
     return net if depth == 4 else f"{net}/{8 * depth}"
 
 
@@ -434,36 +460,56 @@ def _ip6_subject(index: int, depth: int) -> str:
 
 def _mapped_subject(index: int, depth: int) -> str:
     # rbl names an IPv4-mapped address by its IPv4 form, as rbldnsd does.
-    net = str(ipaddress.IPv4Address(index << (32 - 4 * depth)))
+    net = _dotted(index << (32 - 4 * depth))
     return net if depth == 8 else f"{net}/{4 * depth}"
 
 
-def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, subject) -> Iterator[Record]:
+def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, subject, hole: Record
+                   ) -> Iterator[Record]:
+    levels, codes, answers, fixed = cover.levels, rdata.a, rdata.answers, rdata.fixed
     for depth, index, value in zip(cover.depth.tolist(), cover.index.tolist(), cover.value.tolist()):
-        label = path(index, depth)
-        name = label + suffix if depth == cover.levels else "*." + label + suffix
-        yield from rdata.records(name, ttl, value, subject(index, depth))
+        if value == HOLE:
+            yield hole._replace(name=path(index, depth) + suffix)
+            continue
+        name = path(index, depth) + suffix if depth == levels else "*." + path(index, depth) + suffix
+        for code in codes[value]:
+            yield Record(name, ttl, "A", code)
+        parts = answers[value].txt
+        if parts is not None:
+            text = fixed[value]
+            yield Record(name, ttl, "TXT", text if text is not None else txt_rdata(subject(index, depth).join(parts)))
+
+
+def _test_point_runs(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Only what 127.0.0.2 answers: RFC 5782's ::FFFF:7F00:2, served however little else is mapped."""
+    point = TEST_POINT
+    value = values[np.searchsorted(starts, point, side="right") - 1]
+    return np.array([0, point, point + 1], dtype=np.int64), np.array([0, value, 0], dtype=np.int64)
 
 
 def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str, skip: tuple[str, ...] = ()
                       ) -> Iterator[Record]:
     """The records answering one zone's (or sub-zone's) listings; names end with ``suffix``.
 
-    ``mapped``: also answer ::ffff:0:0/96 names from the IPv4 data, as rbl does.
+    ``mapped``: answer ::ffff:0:0/96 names from the IPv4 data, as rbl does (False:
+    only the test point ::ffff:127.0.0.2).
     ``holes``: the name (relative, with suffix) excluded domains under a wildcard point to.
     ``skip``: relative names (sub-zones) whose subtrees belong to another zone.
     """
-    ttl = zone.config.ttl
+    config = zone.config
+    ttl = config.ttl
+    # A hole lives as long as rbl's NXDOMAIN would (RFC 2308): a later listing shows as soon.
+    hole = Record("", min(config.soa.ttl, config.negative_ttl), "CNAME", holes)
     rdata = _Rdata(zone.answers)
     ip4 = ip4_runs(zone)
     yield from _cover_records(tree_cover(*ip4, IP4_BITS, 8, shared_depth=3), rdata, ttl, suffix,
-                              _ip4_label_path, _ip4_subject)
-    yield from _cover_records(tree_cover(*ip6_runs(zone), IP6_BITS, 4, shared_depth=3), rdata, ttl, suffix,
-                              _nibble_path, _ip6_subject)
-    if mapped:
-        mapped_suffix = "." + MAPPED_PATH + suffix
-        yield from _cover_records(tree_cover(*ip4, IP4_BITS, 4), rdata, ttl, mapped_suffix, _nibble_path,
-                                  _mapped_subject)
+                              _ip4_label_path, _ip4_subject, hole)
+    # The IPv4-mapped subtree is written from the IPv4 data below: never a hole or wildcard's.
+    yield from _cover_records(tree_cover(*ip6_runs(zone), IP6_BITS, 4, shared_depth=3, walk=(MAPPED_LO,)), rdata,
+                              ttl, suffix, _nibble_path, _ip6_subject, hole)
+    mapped_runs = ip4 if mapped else _test_point_runs(*ip4)
+    yield from _cover_records(tree_cover(*mapped_runs, IP4_BITS, 4), rdata, ttl, "." + MAPPED_PATH + suffix,
+                              _nibble_path, _mapped_subject, hole)
     for node in domain_nodes(zone):
         if any(node.name == s or node.name.endswith("." + s) for s in skip):
             continue
@@ -473,7 +519,7 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
         elif not node.any_below and node.parent_below:
             # Excluded, yet a wildcard above would list it: a CNAME to a name that
             # does not exist answers NXDOMAIN, as rbl does (RFC 6604).
-            yield Record(name, ttl, "CNAME", holes)
+            yield hole._replace(name=name)
         if node.below:
             yield from rdata.records("*." + name, ttl, node.below, node.name)
 
