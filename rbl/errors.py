@@ -40,5 +40,9 @@ class SnapshotError(RblError):
     """A snapshot could not be built; the one being served stays."""
 
 
+class TransferError(RblError):
+    """A zone transfer message is malformed, or a transfer cannot be served."""
+
+
 class ExportError(RblError):
     """A snapshot cannot be written in an export format exactly as rbl answers it."""

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from rbl.dns.counts import decode
+from rbl.dns.secondaries import TransferFeed
 from rbl.dns.server import bind_pair
 from rbl.dns.worker import READY
 from rbl.errors import RblError
@@ -31,6 +32,7 @@ from rbl.zone.config import load_zones
 from rbl.zone.patch import Changes, patch_zone
 from rbl.zone.snapshot import Snapshot, compile_snapshot
 from rbl.zone.snapshot_file import write_snapshot
+from rbl.zone.versions import TRANSFER_FOLDER
 
 log = logging.getLogger("rbl")
 
@@ -59,6 +61,7 @@ class Service:
         self._scoring = 0.0  # seconds the last scoring took
         self.metrics = Metrics()
         self.last_kind = "full"  # of the last snapshot built: full or patch
+        self.feed: TransferFeed | None = None  # zone transfers to secondaries (rbl/dns/secondaries.py)
 
     def _fingerprint(self, policy: Policy | None = None) -> tuple:
         # The policy's files, the feed files it read, and the zone files.
@@ -251,6 +254,11 @@ class Service:
             failed_on = None
             self.metrics.compiled(self.last_kind, snapshot.compile_seconds)
             workers.publish(path)
+            if self.feed is not None:
+                try:
+                    self.feed.offer(snapshot, path)
+                except Exception:  # transfers lag behind; answering must not stop for them
+                    log.exception("zone transfers keep their last version after an unexpected error")
             log.info("serving snapshot %d: %d listings, compiled in %.3f s",
                      snapshot.serial, snapshot.listings, snapshot.compile_seconds)
             for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
@@ -287,10 +295,13 @@ class Service:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            self.feed = TransferFeed(folder / TRANSFER_FOLDER)
+            self.feed.offer(snapshot, path)
             tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise())]
             await stop.wait()
             for task in tasks:
                 task.cancel()
+            await self.feed.close()
             await pool.stop()
         finally:
             if runner is not None:

@@ -53,3 +53,61 @@ def test_two_files_for_one_origin(tmp_path):
 def test_empty_zones_folder(tmp_path):
     with pytest.raises(ConfigError, match="no zone files"):
         load_zones(tmp_path)
+
+
+SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQh"  # the fixtures' secret, which no message may show
+
+
+@pytest.mark.parametrize("name, line, message", [
+    ("transfer-unknown-key", 11, "unknown key 'alow' in transfer"),
+    ("transfer-bad-allow", 10, "allow: '192.0.2.0/33' is not a network"),
+    ("transfer-secondary-not-an-address", 11, "secondaries: 'ns2.example:53' is not an IP address"),
+    ("transfer-required-without-key", 9, "tsig: required (the default) needs a key"),
+    ("transfer-secret-not-base64", 13, "secret: the secret is not valid base64"),
+    ("transfer-missing-secret-file", 12, "secret_file: cannot read"),
+    ("transfer-unknown-algorithm", 10, "algorithm: unknown 'hmac-md5'"),
+    ("transfer-negative-history", 11, "history must be a whole number of serials from 0 to 10000, not -1"),
+    ("transfer-short-secret", 10, "the secret is 12 bytes; at least 16 are needed"),
+])
+def test_broken_transfer_settings_name_file_and_line_never_the_secret(name, line, message):
+    path = FIXTURES / f"{name}.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_zone(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}, line {line}: "), text
+    assert message in text
+    assert SECRET not in text and "c2hvcnQtc2VjcmV0" not in text
+
+
+def test_transfer_settings_load_with_defaults_and_hide_the_secret(tmp_path):
+    (tmp_path / "xfr.key").write_text(SECRET + "\n")
+    text = (ROOT / "zones" / "bl.example.yaml").read_text() + (
+        "transfer:\n"
+        "  secondaries: ['127.0.0.1:5300', '::1', '[::1]:5301']\n"
+        "  key: {name: RBL-xfr., secret_file: xfr.key}\n")
+    (tmp_path / "bl.example.yaml").write_text(text)
+    zone, *subzones = load_zones(tmp_path)
+    xfr = zone.transfer
+    assert xfr.secondaries == (("127.0.0.1", 5300), ("::1", 53), ("::1", 5301))
+    assert xfr.allow == ("127.0.0.0/8", "::1/128") and xfr.tsig == "required" and xfr.history == 64
+    assert xfr.key.name == "rbl-xfr" and xfr.key.algorithm == "hmac-sha256"
+    assert xfr.key.secret == b"secret-secret-secret!"
+    assert all(sub.transfer is None for sub in subzones)  # a sub-zone is transferred with its parent
+    assert "secret-secret" not in repr(zone) and SECRET not in repr(zone)
+    assert xfr.allows("127.0.0.9") and xfr.allows("::1") and xfr.allows("::ffff:127.0.0.1")
+    assert not xfr.allows("192.0.2.1") and not xfr.allows(None)
+
+
+def test_policy_check_stops_at_a_broken_transfer_setting_without_showing_the_secret(tmp_path):
+    import subprocess
+    import sys
+
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "bl.example.yaml").write_text((FIXTURES / "transfer-short-secret.yaml").read_text())
+    proc = subprocess.run([sys.executable, "-m", "rbl", "policy", "check", "--policy", str(ROOT / "policy"),
+                           "--zones", str(zones), "--db", str(tmp_path / "rbl.db")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{zones / 'bl.example.yaml'}, line 10: secret: the secret is 12 bytes" in proc.stderr
+    assert "c2hvcnQtc2VjcmV0" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from rbl.dns.counts import QueryCounts
 from rbl.dns.general import general_answer
+from rbl.dns.transfer import Transfers
 from rbl.dns.wire import Wires, build_wires, fast_answer_rest
 from rbl.zone.snapshot import Snapshot
 
@@ -20,9 +21,10 @@ class Responder:
     in the current templates' hit lists, the general path in ``counts``.
     """
 
-    def __init__(self, snapshot: Snapshot):
+    def __init__(self, snapshot: Snapshot, transfers: Transfers | None = None):
         self._current: tuple[Snapshot, Wires, Callable | None] = self._state(snapshot)
         self.counts = QueryCounts()
+        self.transfers = transfers  # zone transfers and TSIG-signed queries; None: refused
 
     @staticmethod
     def _state(snapshot: Snapshot) -> tuple[Snapshot, Wires, Callable | None]:
@@ -68,7 +70,7 @@ class Responder:
                     return reply
             reply = fast_answer_rest(data, snapshot, wires, udp)
             if reply is None:
-                reply = general_answer(data, snapshot, udp, client, self.counts)
+                reply = general_answer(data, snapshot, udp, client, self.counts, self.transfers)
             return reply
         except Exception:  # a packet must never take the server down
             log.exception("unexpected error answering a %d-byte packet", len(data))

@@ -8,6 +8,7 @@ odd or malformed packets. Slow but complete; the fast path in
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
@@ -19,6 +20,11 @@ from rbl.dns.wire import (
 from rbl.zone.config import ACCESS_CODE
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
 
+if TYPE_CHECKING:
+    from rbl.dns.transfer import Transfers
+
+QTYPE_TSIG = 250
+
 
 def _bare_reply(data: bytes, rcode: int) -> bytes:
     """A header-only reply: for packets whose question cannot be trusted."""
@@ -27,13 +33,15 @@ def _bare_reply(data: bytes, rcode: int) -> bytes:
 
 
 def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None,
-                   counts: QueryCounts | None = None) -> bytes | None:
+                   counts: QueryCounts | None = None, transfers: Transfers | None = None) -> bytes | None:
     """The reply to any packet, or None when it deserves none (too short, or a response).
 
     With ``counts``, the query is counted there by zone, rcode and the codes of
-    the name's answer, as the fast paths count theirs.
+    the name's answer, as the fast paths count theirs. A query signed with TSIG
+    goes through ``transfers``, which checks the signature and signs the reply
+    (without it, the signature is ignored).
     """
-    reply, rcode, outcome = _general(data, snapshot, udp, client)
+    reply, rcode, outcome = _general(data, snapshot, udp, client, transfers)
     if counts is not None and reply is not None:
         counts.add((outcome[0], rcode, outcome[1]))
     return reply
@@ -42,7 +50,8 @@ def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | Non
 _NO_ZONE = ("", "")
 
 
-def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None) -> tuple[bytes | None, int, tuple]:
+def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None,
+             transfers: Transfers | None = None) -> tuple[bytes | None, int, tuple]:
     """The reply, its rcode and (zone origin, codes of the answer) for counting."""
     if len(data) < 12 or data[2] & 0x80:
         return None, 0, _NO_ZONE
@@ -57,6 +66,9 @@ def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None) -> 
         query = DNSRecord.parse(data)
     except Exception:  # dnslib raises several kinds for broken packets
         return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
+    if transfers is not None and query.ar and query.ar[-1].rtype == QTYPE_TSIG:
+        reply = transfers.signed(data, lambda unsigned: general_answer(unsigned, snapshot, udp, client), client)
+        return reply, reply[3] & 0x0F if reply and len(reply) > 3 else 0, _NO_ZONE
     labels = query.questions[0].qname.label
     if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
         return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE

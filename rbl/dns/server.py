@@ -9,6 +9,7 @@ import struct
 
 from rbl.dns import batch
 from rbl.dns.answer import Responder
+from rbl.dns.transfer import transfer_qtype
 from rbl.dns.wire import MAX_QUERY
 from rbl.errors import RblError
 
@@ -88,6 +89,13 @@ class TcpHandler:
                     data = await asyncio.wait_for(reader.readexactly(length), self.idle)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     break
+                transfers = self.responder.transfers
+                if transfers is not None and transfer_qtype(data):
+                    try:
+                        await transfers.serve(data, client, writer)  # AXFR/IXFR: a stream of messages
+                    except ConnectionError:
+                        break  # a stream cut short: only closing the connection tells the client
+                    continue
                 reply = self.responder.respond(data, False, client)
                 if reply is None:
                     continue

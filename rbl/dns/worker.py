@@ -17,12 +17,15 @@ import gc
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from rbl.dns.answer import Responder
 from rbl.dns.counts import encode
 from rbl.dns.server import start_dns
+from rbl.dns.transfer import Transfers
 from rbl.errors import RblError
 from rbl.zone.snapshot_file import read_snapshot
+from rbl.zone.versions import TRANSFER_FOLDER
 
 log = logging.getLogger("rbl.worker")
 
@@ -63,7 +66,8 @@ class CountsSender:
 
 async def serve(host: str, port: int, path: str) -> None:
     loop = asyncio.get_running_loop()
-    responder = Responder(read_snapshot(path))
+    # The primary writes zone transfer files beside the snapshots (rbl/zone/versions.py).
+    responder = Responder(read_snapshot(path), Transfers(Path(path).parent / TRANSFER_FOLDER))
     # Answering makes no reference cycles, yet each query's few small objects would
     # trigger the cyclic collector every few hundred queries (measured: 10-15% of a
     # worker's time at full load). Collect on a timer instead.
@@ -101,6 +105,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("rbl.transfer").setLevel(logging.INFO)  # each transfer served, like the primary's snapshots
     host, port, path = argv
     asyncio.run(serve(host, int(port), path))
 

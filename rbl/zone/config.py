@@ -33,6 +33,12 @@ Example::
     export:                    # rbl export rbldnsd|zonefile
       ipv4_mapped: true        # zone files: ::ffff:a.b.c.d names answered from the IPv4
                                # listings, as rbl does (false: only the RFC 5782 test point)
+    transfer:                  # AXFR/IXFR to secondaries, NOTIFY on every new serial
+      allow: [127.0.0.0/8]     # who may transfer (default: loopback only)
+      secondaries: ["127.0.0.1:5300"]    # NOTIFY goes here (port 53 if none)
+      key: {name: rbl-xfr, algorithm: hmac-sha256, secret_file: rbl-xfr.key}  # or secret: BASE64
+      tsig: required           # required (default): unsigned transfers are REFUSED; optional
+      history: 64              # serials kept for IXFR; older clients get AXFR
 """
 
 from __future__ import annotations
@@ -67,6 +73,45 @@ class Soa:
     ttl: int = 3600
 
 
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+TSIG_MODES = ("required", "optional")
+MAX_HISTORY = 10000
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True)
+class TsigKey:
+    """A TSIG key (RFC 8945). The secret never shows in a repr, a log or an error."""
+
+    name: str  # lowercase, no trailing dot
+    algorithm: str  # one of TSIG_ALGORITHMS
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Zone transfers of one zone (with its sub-zones) to secondaries."""
+
+    allow: tuple[str, ...] = LOOPBACK  # networks that may ask for AXFR/IXFR
+    secondaries: tuple[tuple[str, int], ...] = ()  # (address, port) to NOTIFY on every new serial
+    key: TsigKey | None = None
+    tsig: str = "required"  # one of TSIG_MODES
+    history: int = 64  # serials kept for IXFR
+
+    def allows(self, client: str | None) -> bool:
+        """Whether a client address lies in the allow list."""
+        if client is None:
+            return False
+        try:
+            address = ipaddress.ip_address(client.split("%")[0])
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address.version == net.version and address in net
+                   for net in map(ipaddress.ip_network, self.allow))
+
+
 @dataclass(frozen=True)
 class ZoneConfig:
     """One zone as the operator wrote it."""
@@ -86,6 +131,7 @@ class ZoneConfig:
     codes: dict[str, str] = field(default_factory=dict)  # this zone's own codes, by name
     apex: str = ""  # a sub-zone's parent, whose SOA and NS it is served under; "" for a zone
     export_ipv4_mapped: bool = True  # zone files write ::ffff:a.b.c.d names from the IPv4 data
+    transfer: TransferConfig | None = None  # zone transfers to secondaries; None: none (never on a sub-zone)
 
     @property
     def soa_owner(self) -> str:
@@ -131,7 +177,7 @@ def load_zone(path: str | Path) -> list[ZoneConfig]:
     node = yamlfile.check_keys(
         data,
         {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer", "access", "serves", "codes",
-         "subzones", "export"},
+         "subzones", "export", "transfer"},
         {"origin", "soa", "ns"},
         "zone",
         name,
@@ -202,6 +248,7 @@ def load_zone(path: str | Path) -> list[ZoneConfig]:
         serves=_serves(node, ("listings", "verbatim")),
         codes=_codes(node),
         export_ipv4_mapped=_export(node),
+        transfer=_transfer(node),
     )
     return [zone, *_subzones(node, zone)]
 
@@ -253,7 +300,7 @@ def _subzones(node: yamlfile.Located, parent: ZoneConfig) -> list[ZoneConfig]:
             raise sub.error("txt must be a text of ASCII characters", "txt")
         out.append(dataclasses.replace(
             parent, origin=origin, ttl=_ttl(sub, "ttl", parent.ttl), txt=txt, serves=serves,
-            codes=_codes(sub), apex=parent.origin, glue={},
+            codes=_codes(sub), apex=parent.origin, glue={}, transfer=None,
         ))
     return out
 
@@ -261,6 +308,105 @@ def _subzones(node: yamlfile.Located, parent: ZoneConfig) -> list[ZoneConfig]:
 def _default_txt(serves: str, parent: ZoneConfig) -> str:
     # The cloud zone's TXT describes the range; "$" there is the address asked about.
     return "" if serves == "cloud" else parent.txt
+
+
+def _transfer(node: yamlfile.Located) -> TransferConfig | None:
+    """The ``transfer:`` mapping. Errors name file and line, never a secret."""
+    if "transfer" not in node:
+        return None
+    where = node.where("transfer")
+    xfr = yamlfile.check_keys(node["transfer"], {"allow", "secondaries", "key", "tsig", "history"}, set(),
+                              "transfer", node.path, where)
+    allow = xfr.get("allow", list(LOOPBACK))
+    if not isinstance(allow, list):
+        raise xfr.error("allow must be a list of networks such as 192.0.2.0/24", "allow")
+    networks = []
+    for network in allow:
+        try:
+            networks.append(str(ipaddress.ip_network(str(network))))
+        except ValueError:
+            raise xfr.error(f"allow: {network!r} is not a network such as 192.0.2.0/24", "allow") from None
+    secondaries = xfr.get("secondaries", [])
+    if not isinstance(secondaries, list):
+        raise xfr.error("secondaries must be a list of addresses such as 192.0.2.1 or \"[2001:db8::1]:53\"",
+                        "secondaries")
+    endpoints = []
+    for item in secondaries:
+        endpoint = _endpoint(str(item))
+        if endpoint is None:
+            raise xfr.error(f"secondaries: {item!r} is not an IP address with an optional port, such as "
+                            "192.0.2.1:53 or [2001:db8::1]:53", "secondaries")
+        endpoints.append(endpoint)
+    if len(set(endpoints)) != len(endpoints):
+        raise xfr.error("secondaries: an address is named twice", "secondaries")
+    tsig = xfr.get("tsig", "required")
+    if tsig not in TSIG_MODES:
+        raise xfr.error(f"tsig: unknown {tsig!r} (expected required or optional)", "tsig")
+    history = xfr.get("history", 64)
+    if not isinstance(history, int) or isinstance(history, bool) or not 0 <= history <= MAX_HISTORY:
+        raise xfr.error(f"history must be a whole number of serials from 0 to {MAX_HISTORY}, not {history!r}",
+                        "history")
+    key = _tsig_key(xfr) if "key" in xfr else None
+    if key is None and tsig == "required":
+        message = ("tsig: required (the default) needs a key (name, algorithm, and secret_file or secret); "
+                   "or say tsig: optional to allow unsigned transfers")
+        raise xfr.error(message, "tsig") if "tsig" in xfr else node.error(message, "transfer")
+    return TransferConfig(allow=tuple(networks), secondaries=tuple(endpoints), key=key, tsig=tsig, history=history)
+
+
+def _endpoint(text: str) -> tuple[str, int] | None:
+    """``192.0.2.1``, ``192.0.2.1:5300``, ``2001:db8::1`` or ``[2001:db8::1]:5300``; None if not one."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return address, int(port)
+
+
+def _tsig_key(xfr: yamlfile.Located) -> TsigKey:
+    import base64
+    import binascii
+
+    key = yamlfile.check_keys(xfr["key"], {"name", "algorithm", "secret", "secret_file"}, {"name"},
+                              "transfer key", xfr.path, xfr.where("key"))
+    name = _name(key, "name")
+    algorithm = str(key.get("algorithm", "hmac-sha256")).lower().rstrip(".")
+    if algorithm not in TSIG_ALGORITHMS:
+        raise key.error(f"algorithm: unknown {algorithm!r} (expected {', '.join(TSIG_ALGORITHMS)})", "algorithm")
+    if ("secret" in key) == ("secret_file" in key):
+        raise key.error("transfer key needs exactly one of secret (base64) and secret_file")
+    if "secret_file" in key:
+        path = Path(xfr.path).parent / str(key["secret_file"])
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise key.error(f"secret_file: cannot read {path}: {getattr(exc, 'strerror', None) or 'not ASCII'}",
+                            "secret_file") from None
+        field_name = "secret_file"
+    else:
+        text, field_name = key["secret"], "secret"
+        if not isinstance(text, str):
+            raise key.error("secret must be base64 text", "secret")
+    # The value is never part of a message: an error must not leak a secret.
+    try:
+        secret = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise key.error(f"{field_name}: the secret is not valid base64", field_name) from None
+    if len(secret) < 16:
+        raise key.error(f"{field_name}: the secret is {len(secret)} bytes; at least 16 are needed "
+                        "(e.g. `openssl rand -base64 32`)", field_name)
+    return TsigKey(name=name, algorithm=algorithm, secret=secret)
 
 
 def _access(node: yamlfile.Located) -> tuple[tuple[str, str], ...]:

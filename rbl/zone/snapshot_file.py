@@ -51,7 +51,10 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
             total += len(key)
             ends.append(total)
         placed["domain_key_ends"] = place(ends.tobytes())
-        config = dataclasses.asdict(zone.config)
+        # Transfer settings (and their TSIG secret) stay out: workers read them from the
+        # transfer index the primary writes beside the snapshots (rbl/dns/transfer.py).
+        config = dataclasses.asdict(dataclasses.replace(zone.config, transfer=None))
+        del config["transfer"]
         answers, digest = _answers_blob(zone.answers)
         placed["answers"] = place(answers)
         zones.append({
