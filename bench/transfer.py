@@ -142,38 +142,8 @@ def peak_mib(parent: int, needle: str) -> float | None:
     return None
 
 
-KNOT_CONF = """\
-server:
-    rundir: "{dir}"
-    listen: 127.0.0.1@{port}
-log:
-  - target: "{dir}/knot.log"
-    any: info
-database:
-    storage: "{dir}/db"
-key:
-  - id: {key}
-    algorithm: hmac-sha256
-    secret: {secret}
-remote:
-  - id: rbl
-    address: 127.0.0.1@{primary}
-    key: {key}
-acl:
-  - id: notify-from-rbl
-    address: 127.0.0.1
-    key: {key}
-    action: notify
-template:
-  - id: default
-    storage: "{dir}/zones"
-zone:
-  - domain: {origin}
-    master: rbl
-    acl: notify-from-rbl
-    zonefile-sync: -1
-    zonefile-load: none
-"""
+# A Knot secondary of rbl, the same one the transfer test runs.
+KNOT_CONF = (ROOT / "tests" / "fixtures" / "knot-secondary.conf").read_text()
 
 
 def main() -> None:
