@@ -463,3 +463,16 @@ def test_transfer_settings_follow_the_zone_file_at_once(tmp_path):
              lambda: "".join(server.log))
     finally:
         server.stop()
+
+
+def test_a_name_that_is_no_zone_is_never_a_path(tmp_path):
+    """A fuzzed AXFR for "bl\\0example" once closed the connection (os.stat raised ValueError)."""
+    from rbl.dns.transfer import Transfers
+
+    (tmp_path / "etc").mkdir()
+    transfers = Transfers(tmp_path / "transfers")
+    for name in ("bl\x00example", "../etc", "bl/example", "..", ".bl.example", "bl..example"):
+        assert transfers.zone(name) is None
+    nul = bytes.fromhex("abcd0000000100000000000002626c076500136d706c650000fc0001")  # AXFR of bl.e\0\x13mple
+    replies = list(transfers._replies(nul, "127.0.0.1"))
+    assert len(replies) == 1 and replies[0][3] & 0x0F == 5  # REFUSED, and the connection stays open

@@ -24,6 +24,7 @@ import base64
 import json
 import logging
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -92,6 +93,10 @@ def _load_settings(path: Path) -> TransferConfig:
     )
 
 
+# What a zone origin can be: host-name labels joined by dots (the folder names the primary writes).
+_ORIGIN = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*", re.ASCII)
+
+
 class Transfers:
     """A worker's view of the transfer files in ``folder`` (``folder/<origin>/``), reread when they change."""
 
@@ -101,6 +106,8 @@ class Transfers:
 
     def zone(self, origin: str) -> ZoneFiles | None:
         """The zone's files, or None when it has no transfer settings."""
+        if not _ORIGIN.fullmatch(origin):
+            return None  # not a zone's name (a NUL, a slash, '..'): never a path to look at
         zone_dir = self.folder / origin
         stamps = []
         for name in (SETTINGS, INDEX):
