@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import dns.rcode
 import dns.rdatatype
 import pytest
 
@@ -74,6 +76,26 @@ class Workspace:
         if check and proc.returncode != 0:
             raise AssertionError(f"rbl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
+
+
+def answers_test_point(proc: subprocess.Popen, port: int, origin: str, timeout: float) -> bool:
+    """Whether a peer server (rbldnsd, NSD, Knot) on 127.0.0.1:port starts answering the RFC 5782
+    test point 127.0.0.2 of ``origin`` within ``timeout`` seconds; False if it exits first."""
+    query = dns.message.make_query(f"2.0.0.127.{origin}", "A").to_wire()
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                sock.sendto(query, ("127.0.0.1", port))
+                reply = dns.message.from_wire(sock.recv(65535))
+                if reply.rcode() == dns.rcode.NOERROR and reply.answer:
+                    return True
+            except (socket.timeout, ConnectionRefusedError):
+                time.sleep(0.05)
+    return False
 
 
 def stop_process(proc: subprocess.Popen | None) -> None:

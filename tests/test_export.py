@@ -21,13 +21,12 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import dns.message
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import Server, Workspace, require_tool, shared_file, stop_process
+from conftest import Server, Workspace, answers_test_point, require_tool, shared_file, stop_process
 from rbl.addresses import reverse_name
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.records import Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs, zone_records
@@ -337,26 +336,10 @@ zone:
             self.log_path = directory / "nsd.log"
             with open(self.log_path, "w") as log:
                 self.proc = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-            if self._ready(origin):
+            if answers_test_point(self.proc, self.port, origin, 60):
                 return
             self.stop()
         raise AssertionError(f"nsd did not start:\n{self.log_path.read_text()}")
-
-    def _ready(self, origin: str) -> bool:
-        query = dns.message.make_query(f"2.0.0.127.{origin}", "A").to_wire()
-        deadline = time.monotonic() + 60
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.2)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    return False
-                try:
-                    sock.sendto(query, ("127.0.0.1", self.port))
-                    if dns.message.from_wire(sock.recv(65535)).answer:
-                        return True
-                except (socket.timeout, ConnectionRefusedError):
-                    time.sleep(0.1)
-        return False
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -390,7 +373,7 @@ zone:
             self.log_path = directory / "knot.log"
             with open(self.log_path, "w") as log:
                 self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-            if self._ready(origin):
+            if answers_test_point(self.proc, self.port, origin, 60):
                 return
             self.stop()
         raise AssertionError(f"knotd did not start:\n{self.log_path.read_text()}")

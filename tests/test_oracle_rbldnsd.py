@@ -67,7 +67,7 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from conftest import Server, Workspace, require_tool, stop_process
+from conftest import Server, Workspace, answers_test_point, require_tool, stop_process
 from oracle_model import (
     BOTH, EXACT, MIN_QUERIES, SEED, SUB, VALUES, DataSet, Dom, Model, Net, Question,
 )
@@ -257,7 +257,7 @@ class Rbldnsd:
             with open(self.log_path, "w") as log:
                 self.proc = subprocess.Popen(cmd + ["-b", f"127.0.0.1/{self.port}", *datasets],
                                              stdout=log, stderr=subprocess.STDOUT, cwd=directory)
-            if self._wait_ready(zone.origin):
+            if answers_test_point(self.proc, self.port, zone.origin, 15):
                 return
             self.stop()
         raise AssertionError(f"rbldnsd did not start:\n{self.log}")
@@ -265,23 +265,6 @@ class Rbldnsd:
     @property
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def _wait_ready(self, origin: str) -> bool:
-        query = dns.message.make_query(f"2.0.0.127.{origin}", "A").to_wire()
-        deadline = time.monotonic() + 15
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.2)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    return False
-                try:
-                    sock.sendto(query, ("127.0.0.1", self.port))
-                    reply = dns.message.from_wire(sock.recv(65535))
-                    if reply.rcode() == dns.rcode.NOERROR and reply.answer:
-                        return True
-                except (socket.timeout, ConnectionRefusedError):
-                    time.sleep(0.05)
-        return False
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -112,8 +112,6 @@ def test_column_scores_agree_with_case_scores_over_random_histories(tmp_path_fac
 
 def test_thirty_days_later_the_tiers_change_the_dns_answers(workspace):
     """The acceptance scenario: a month of A remediating and B not, then the real server."""
-    import socket
-
     policy = load_policy(workspace.policy)
     simulate_month(workspace.db, policy, dt.datetime.now(dt.timezone.utc))
     server = Server(workspace)
@@ -147,7 +145,6 @@ def test_thirty_days_later_the_tiers_change_the_dns_answers(workspace):
         explained = json.loads(workspace.rbl("explain", "45.79.0.100", "--json").stdout)
         assert explained["zones"]["bl.example"]["density"] == {"range": B_RANGE, "listed": 8, "threshold": 8,
                                                                "applied": True}
-        assert socket  # loopback only: every query above went to 127.0.0.1
     finally:
         server.stop()
 
