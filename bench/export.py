@@ -73,16 +73,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1035)
     args = parser.parse_args()
 
-    from rbl.service import Service
+    from rbl.zone.source import SnapshotSource
     from rbl.zone.export import export
 
     with tempfile.TemporaryDirectory(prefix="rbl-bench-export-") as tmp:
         work = Path(tmp)
         fill = fill_store(work / "rbl.db", args.listings, args.seed)
         print(f"store filled in {fill:.1f} s", flush=True)
-        service = Service(str(work / "rbl.db"), str(ROOT / "policy"), str(ROOT / "zones"))
+        source = SnapshotSource(str(work / "rbl.db"), str(ROOT / "policy"), str(ROOT / "zones"))
         started = time.perf_counter()
-        snapshot = service.build()
+        snapshot = source.build()
         print(f"snapshot of {snapshot.listings} listings compiled in {time.perf_counter() - started:.1f} s", flush=True)
         lean = dataclasses.replace(snapshot, zones={
             origin: dataclasses.replace(zone, config=dataclasses.replace(zone.config, export_ipv4_mapped=False))
@@ -100,7 +100,7 @@ def main() -> None:
             with open(path, "rb") as f:
                 lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
             print(f"{label:32} {statistics.median(seconds):8.1f} {size / 2**20:8.1f} {lines:10d}", flush=True)
-        service.store.close()
+        source.store.close()
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ from rbl.policy.vendors import load_policy
 from rbl.store import ListingStore
 from rbl.zone.config import load_zones
 from rbl.zone.patch import Changes, patch_zone
-from rbl.zone.snapshot import compile_snapshot
+from rbl.zone.compile import compile_snapshot
 from rbl.addresses import parse_subject
 from rbl.store.listings import Entry
 imported = rss()
@@ -70,7 +70,7 @@ after_policy = rss()
 store = ListingStore(sys.argv[2])
 zones = load_zones(sys.argv[4])
 now = store.clock()
-from rbl.service import vendor_standing
+from rbl.zone.source import vendor_standing
 t2 = time.perf_counter()
 standing = vendor_standing(store, zones, policy, now)
 t_scored = time.perf_counter()

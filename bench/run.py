@@ -261,15 +261,15 @@ def answered(port: int, name: str) -> bool:
 def compile_seconds(work: Path, rounds: int) -> float:
     """Median time to compile the whole store into a serving snapshot, in process."""
     sys.path.insert(0, str(ROOT))
-    from rbl.service import Service
+    from rbl.zone.source import SnapshotSource
 
-    service = Service(str(work / "rbl.db"), str(ROOT / "policy"), str(ROOT / "zones"))
+    source = SnapshotSource(str(work / "rbl.db"), str(ROOT / "policy"), str(ROOT / "zones"))
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        service.build()
+        source.build()
         times.append(time.perf_counter() - started)
-    service.store.close()
+    source.store.close()
     return statistics.median(times)
 
 

@@ -178,7 +178,7 @@ def main() -> None:
             first = server.wait_for(r"transfer version (\d+) of bl\.example: (\d+) records, (\d+) bytes, "
                                     r"rendered in ([\d.]+) s", 1800)
             serial, records = int(first[1]), int(first[2])
-            helper = peak_mib(server.proc.pid, "rbl.zone.versions")
+            helper = peak_mib(server.proc.pid, "rbl.transfer.versions")
             print(f"version {serial}: {records:,} records, {int(first[3]) / 2**20:.1f} MiB of messages, rendered in "
                   f"{float(first[4]):.1f} s" + (f", renderer peak {helper:.0f} MiB" if helper else ""), flush=True)
             runs = [axfr(port, secret, records + 2) for _ in range(args.rounds)]

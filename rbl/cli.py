@@ -135,16 +135,16 @@ def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, v
         curl http://127.0.0.1:8080/v1/lookup/127.0.0.2
     """
     from rbl.dns.server import parse_endpoint
-    from rbl.service import Service
+    from rbl.primary import Primary
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("rbl").setLevel(logging.INFO)
     host, port = parse_endpoint(dns, 53)
     http_endpoint = None if http == "off" else parse_endpoint(http, 80)
-    service = Service(db, policy, zones)
+    primary = Primary(db, policy, zones)
     try:
-        asyncio.run(service.run(host, port, workers, http_endpoint))
+        asyncio.run(primary.run(host, port, workers, http_endpoint))
     except OSError as exc:
         raise RblError(f"--dns {dns} / --http {http}: {exc.strerror or exc}") from None
 
@@ -333,9 +333,9 @@ def explain(db, policy, zones, subject, as_json) -> None:
         rbl explain 3.5.140.7
         rbl explain spam.example --json
     """
-    from rbl.policy.explain import explain as explain_subject, render
+    from rbl.explain import explain as explain_subject, render
     from rbl.policy.vendors import load_policy
-    from rbl.service import vendor_standing
+    from rbl.zone.source import vendor_standing
 
     store, configs, rules = ListingStore(db), load_zones(zones), load_policy(policy)
     try:
@@ -590,10 +590,10 @@ def _export(fmt: str, db: str, policy: str, zones: str, directory: str, watch: b
     import time
     from pathlib import Path
 
-    from rbl.service import Service
     from rbl.zone.export import export as write_export, watch as watch_snapshots
+    from rbl.zone.source import SnapshotSource
 
-    service = Service(db, policy, zones)
+    source = SnapshotSource(db, policy, zones)
 
     def write(snapshot) -> None:
         started = time.perf_counter()
@@ -606,17 +606,17 @@ def _export(fmt: str, db: str, policy: str, zones: str, directory: str, watch: b
                        err=watch)
 
     try:
-        write(service.build())
+        write(source.build())
         if not watch:
             return
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
         # SIGTERM as SystemExit: a file being written is removed, the last whole one stays.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        watch_snapshots(lambda: service.update() if service.stale() else None, write, interval)
+        watch_snapshots(lambda: source.update() if source.stale() else None, write, interval)
     except KeyboardInterrupt:
         pass
     finally:
-        service.store.close()
+        source.close()
 
 
 def _export_options(func):

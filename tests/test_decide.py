@@ -18,7 +18,7 @@ from rbl.policy.standing import Standing
 from rbl.store import ListingStore
 from rbl.store.listings import Entry
 from rbl.zone.patch import Changes, patch_zone
-from rbl.zone.snapshot import _code_text, compile_snapshot, compile_zone
+from rbl.zone.compile import _code_text, compile_snapshot, compile_zone
 from test_snapshot import CONFIG
 
 DECIDED = dataclasses.replace(CONFIG, serves="listings")
@@ -257,7 +257,7 @@ domain_listings = st.lists(st.tuples(covers, names, st.sampled_from(["list", "ex
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(domain_listings)
 def test_explain_answers_domains_as_the_snapshot(tmp_path_factory, items):
-    from rbl.policy.explain import explain
+    from rbl.explain import explain
     from rbl.policy.vendors import load_policy
 
     folder = tmp_path_factory.mktemp("explain")

@@ -30,7 +30,8 @@ from conftest import Server, Workspace, answers_test_point, require_tool, shared
 from rbl.addresses import reverse_name
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.records import Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs, zone_records
-from rbl.zone.snapshot import NODATA, NXDOMAIN, Snapshot, compile_zone
+from rbl.zone.compile import compile_zone
+from rbl.zone.snapshot import NODATA, NXDOMAIN, Snapshot
 from test_oracle_rbldnsd import Rbldnsd, free_udp_port, question_wire, read_zone
 from test_snapshot import CONFIG, naive_ip, row
 
@@ -544,7 +545,7 @@ def mirrors(tmp_path_factory):
     workspace.rbl("export", "zonefile", str(out))
     export_seconds = time.monotonic() - exported
 
-    from rbl.service import Service
+    from rbl.zone.source import SnapshotSource as Service
 
     service = Service(str(workspace.db), str(workspace.policy), str(workspace.zones))
     snapshot = service.build()

@@ -448,7 +448,7 @@ def replay_offenders(workspace: Workspace, packets: list[bytes], per_kind: int =
     from rbl.policy.listing import load_listing_policy
     from rbl.store import ListingStore
     from rbl.zone.config import load_zones
-    from rbl.zone.snapshot import compile_snapshot
+    from rbl.zone.compile import compile_snapshot
 
     store = ListingStore(workspace.db)
     snapshot = compile_snapshot(store, load_zones(workspace.zones), load_listing_policy(workspace.policy), 1)
@@ -572,7 +572,7 @@ def responder(tmp_path_factory):
     from rbl.policy.listing import load_listing_policy
     from rbl.store import ListingStore
     from rbl.zone.config import load_zones
-    from rbl.zone.snapshot import compile_snapshot
+    from rbl.zone.compile import compile_snapshot
 
     workspace = Workspace(tmp_path_factory.mktemp("fuzz-responder"))
     workspace.rbl("listing", "add", *LISTINGS, "--reason", "fuzz")

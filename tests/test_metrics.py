@@ -28,7 +28,8 @@ from rbl.dns.counts import QueryCounts, decode, encode
 from rbl.dns.general import general_answer
 from rbl.metrics import Family, Metrics, render
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.snapshot import Snapshot, compile_zone
+from rbl.zone.compile import compile_zone
+from rbl.zone.snapshot import Snapshot
 from test_snapshot import CONFIG, row
 
 WAIT = 5.0  # workers send their counts once a second

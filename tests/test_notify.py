@@ -18,8 +18,8 @@ import dns.rdatatype
 import dns.tsigkeyring
 import pytest
 
-from rbl.dns.notify import send_notify
-from rbl.dns.rrwire import WireRecord, rdata_wire
+from rbl.transfer.notify import send_notify
+from rbl.transfer.rrwire import WireRecord, rdata_wire
 from rbl.errors import TransferError
 from rbl.zone.config import TsigKey
 

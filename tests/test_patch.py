@@ -12,7 +12,7 @@ from rbl.policy.listing import ListingPolicy
 from rbl.store import ListingStore
 from rbl.store.listings import Entry
 from rbl.zone.patch import Changes, patch_zone, splice
-from rbl.zone.snapshot import compile_snapshot
+from rbl.zone.compile import compile_snapshot
 from test_snapshot import CONFIG, str_ip4
 
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rbl.dns.rrwire import Packer, pack_all, rdata_wire, unpack, wire_records
+from rbl.transfer.rrwire import Packer, pack_all, rdata_wire, unpack, wire_records
 from rbl.errors import TransferError
-from rbl.zone.versions import question_length
+from rbl.transfer.versions import question_length
 
 ORIGIN = "bl.example"
 

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from rbl.addresses import parse_subject, reverse_name
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.config import Soa, ZoneConfig
-from rbl.zone.intervals import flatten
-from rbl.zone.snapshot import NODATA, NXDOMAIN, compile_zone
+from rbl.intervals import flatten
+from rbl.zone.compile import compile_zone
+from rbl.zone.snapshot import NODATA, NXDOMAIN
 
 CONFIG = ZoneConfig(origin="bl.example", path="test", serves="verbatim", soa=Soa("ns1.bl.example", "hostmaster.bl.example"),
                     ns=("ns1.bl.example",), glue={"ns1.bl.example": ("127.0.0.1",)}, txt="T $")

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from rbl.addresses import reverse_name
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.snapshot import Snapshot, compile_zone
+from rbl.zone.compile import compile_zone
+from rbl.zone.snapshot import Snapshot
 from rbl.zone.snapshot_file import read_snapshot, write_snapshot
 from test_snapshot import CONFIG, DOMAIN, cidr4, row, rows4
 

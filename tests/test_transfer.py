@@ -5,7 +5,7 @@ configuration as the secondary of bl.example. It must transfer the zone with
 TSIG and answer a few thousand queries as rbl does (listed, escalated,
 excluded, shared cloud space, IPv6, IPv4-mapped, domains, the cloud and DKIM
 sub-zones); after 100 listing changes it must get a NOTIFY, transfer by IXFR
-and answer the changed subjects as rbl does within 10 seconds. Transfers
+and answer the changed subjects as rbl does within 10 seconds. TransferResponder
 without the key, with a wrong or unknown key, or from outside the allow list
 are refused. The 50,000-query comparison of the zone's records is the export
 tests' (tests/test_export.py); here the real transfer path is under test.
@@ -467,10 +467,10 @@ def test_transfer_settings_follow_the_zone_file_at_once(tmp_path):
 
 def test_a_name_that_is_no_zone_is_never_a_path(tmp_path):
     """A fuzzed AXFR for "bl\\0example" once closed the connection (os.stat raised ValueError)."""
-    from rbl.dns.transfer import Transfers
+    from rbl.transfer.respond import TransferResponder
 
     (tmp_path / "etc").mkdir()
-    transfers = Transfers(tmp_path / "transfers")
+    transfers = TransferResponder(tmp_path / "transfers")
     for name in ("bl\x00example", "../etc", "bl/example", "..", ".bl.example", "bl..example"):
         assert transfers.zone(name) is None
     nul = bytes.fromhex("abcd0000000100000000000002626c076500136d706c650000fc0001")  # AXFR of bl.e\0\x13mple

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rbl.dns import tsig
+from rbl.transfer import tsig
 from rbl.errors import TransferError
 from rbl.zone.config import TSIG_ALGORITHMS, TsigKey
 

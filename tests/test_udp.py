@@ -14,7 +14,8 @@ from rbl.dns import batch
 from rbl.dns.answer import Responder
 from rbl.dns.server import UdpServer
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.snapshot import Snapshot, compile_zone
+from rbl.zone.compile import compile_zone
+from rbl.zone.snapshot import Snapshot
 from test_snapshot import CONFIG, row
 
 

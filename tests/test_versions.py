@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rbl.dns.rrwire import unpack, wire_records
-from rbl.zone import history
-from rbl.zone.history import Step, UP_TO_DATE, WHOLE_ZONE, plan
-from rbl.zone.versions import INDEX, load_records, question_length, read_chunks, read_index, render
+from rbl.transfer.rrwire import unpack, wire_records
+from rbl.transfer import history
+from rbl.transfer.history import Step, UP_TO_DATE, WHOLE_ZONE, plan
+from rbl.transfer.versions import INDEX, load_records, question_length, read_chunks, read_index, render
 
 ORIGIN = "bl.example"
 SOA_TYPE = 6

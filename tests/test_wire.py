@@ -15,7 +15,8 @@ from rbl.dns.answer import Responder
 from rbl.dns.general import general_answer
 from rbl.dns.wire import fast_answer, txt_rdata
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.snapshot import Snapshot, compile_zone
+from rbl.zone.compile import compile_zone
+from rbl.zone.snapshot import Snapshot
 from test_snapshot import CONFIG, row
 
 ROWS = [row("192.0.2.0/24"), row("192.0.2.128/25", exclude=True), row("192.0.2.200", code="127.0.0.3"),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from rbl.dns.counts import QueryCounts
 from rbl.dns.general import general_answer
-from rbl.dns.transfer import Transfers
+from rbl.transfer.respond import TransferResponder
 from rbl.dns.wire import Wires, build_wires, fast_answer_rest
 from rbl.zone.snapshot import Snapshot
 
@@ -21,7 +21,7 @@ class Responder:
     in the current templates' hit lists, the general path in ``counts``.
     """
 
-    def __init__(self, snapshot: Snapshot, transfers: Transfers | None = None):
+    def __init__(self, snapshot: Snapshot, transfers: TransferResponder | None = None):
         self._current: tuple[Snapshot, Wires, Callable | None] = self._state(snapshot)
         self.counts = QueryCounts()
         self.transfers = transfers  # zone transfers and TSIG-signed queries; None: refused

@@ -21,7 +21,7 @@ from rbl.zone.config import ACCESS_CODE
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
 
 if TYPE_CHECKING:
-    from rbl.dns.transfer import Transfers
+    from rbl.transfer.respond import TransferResponder
 
 QTYPE_TSIG = 250
 
@@ -33,7 +33,7 @@ def _bare_reply(data: bytes, rcode: int) -> bytes:
 
 
 def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None,
-                   counts: QueryCounts | None = None, transfers: Transfers | None = None) -> bytes | None:
+                   counts: QueryCounts | None = None, transfers: TransferResponder | None = None) -> bytes | None:
     """The reply to any packet, or None when it deserves none (too short, or a response).
 
     With ``counts``, the query is counted there by zone, rcode and the codes of
@@ -51,7 +51,7 @@ _NO_ZONE = ("", "")
 
 
 def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None,
-             transfers: Transfers | None = None) -> tuple[bytes | None, int, tuple]:
+             transfers: TransferResponder | None = None) -> tuple[bytes | None, int, tuple]:
     """The reply, its rcode and (zone origin, codes of the answer) for counting."""
     if len(data) < 12 or data[2] & 0x80:
         return None, 0, _NO_ZONE

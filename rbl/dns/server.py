@@ -9,7 +9,7 @@ import struct
 
 from rbl.dns import batch
 from rbl.dns.answer import Responder
-from rbl.dns.transfer import transfer_qtype
+from rbl.transfer.respond import transfer_qtype
 from rbl.dns.wire import MAX_QUERY
 from rbl.errors import RblError
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from rbl.dns.answer import Responder
 from rbl.dns.counts import encode
 from rbl.dns.server import start_dns
-from rbl.dns.transfer import Transfers
+from rbl.transfer.respond import TransferResponder
 from rbl.errors import RblError
 from rbl.zone.snapshot_file import read_snapshot
-from rbl.zone.versions import TRANSFER_FOLDER
+from rbl.transfer.versions import TRANSFER_FOLDER
 
 log = logging.getLogger("rbl.worker")
 
@@ -67,7 +67,7 @@ class CountsSender:
 async def serve(host: str, port: int, path: str) -> None:
     loop = asyncio.get_running_loop()
     # The primary writes zone transfer files beside the snapshots (rbl/zone/versions.py).
-    responder = Responder(read_snapshot(path), Transfers(Path(path).parent / TRANSFER_FOLDER))
+    responder = Responder(read_snapshot(path), TransferResponder(Path(path).parent / TRANSFER_FOLDER))
     # Answering makes no reference cycles, yet each query's few small objects would
     # trigger the cyclic collector every few hundred queries (measured: 10-15% of a
     # worker's time at full load). Collect on a timer instead.

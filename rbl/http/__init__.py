@@ -1,1 +1,3 @@
-"""The HTTP API (aiohttp): explanations now; vendors' evidence and the operator's routes next."""
+"""The HTTP API (aiohttp): lookups and explanations, vendors' evidence and standing,
+delisting requests, the operator's listings and metrics, the OpenAPI document.
+"""

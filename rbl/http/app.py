@@ -12,14 +12,30 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from rbl.errors import SubjectError
 from rbl.http.ratelimit import RateLimiter, client_key
-from rbl.policy.explain import explain
+from rbl.explain import explain
+
+if TYPE_CHECKING:
+    from rbl.metrics import Metrics
+    from rbl.store import ListingStore
+    from rbl.zone.source import SnapshotSource
 
 log = logging.getLogger("rbl.http")
+
+
+@dataclass
+class Served:
+    """What the routes answer from."""
+
+    source: SnapshotSource  # the current snapshot, the last good policy, the vendors' tiers
+    store: ListingStore  # the routes' own connection: they read and write while the source compiles
+    metrics: Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,15 +74,15 @@ class Api:
     async def lookup(self, request: web.Request) -> web.Response:
         subject = request.match_info["subject"]
         service = self.service
-        policy = service.policy
-        if policy is None or service.current is None:
+        policy = service.source.policy
+        if policy is None or service.source.current is None:
             return error(503, "no snapshot is being served yet")
-        zones = [zone.config for zone in service.current.zones.values()]
+        zones = [zone.config for zone in service.source.current.zones.values()]
         try:
-            result = explain(subject, service.reader, zones, policy, standing=service.standing)
+            result = explain(subject, service.store, zones, policy, standing=service.source.standing)
         except SubjectError as exc:
             return error(400, f"subject: {exc}", field="subject")
-        result["serial"] = service.current.serial
+        result["serial"] = service.source.current.serial
         return web.Response(text=json.dumps(result, indent=2) + "\n", content_type="application/json")
 
     def _token(self, request: web.Request):
@@ -77,7 +93,7 @@ class Api:
         scheme, _, text = header.partition(" ")
         if scheme.lower() != "bearer" or not text.strip():
             return None
-        return TokenStore(self.service.reader).verify(text.strip())
+        return TokenStore(self.service.store).verify(text.strip())
 
     async def evidence(self, request: web.Request) -> web.Response:
         """Remediation evidence from a vendor, for subjects in its own ranges; all items or none.
@@ -108,7 +124,7 @@ class Api:
             return unauthorized("a vendor's"), "unauthorized", 0
         if token.scope != "vendor":
             return error(403, "evidence comes with a vendor's token, not the operator's"), "operator_token", 0
-        policy = self.service.policy
+        policy = self.service.source.policy
         if policy is None or token.vendor not in policy.vendors:
             return error(403, f"vendor {token.vendor} is not in the policy"), "unknown_vendor", 0
         raw = await request.read()  # over client_max_size: 413 from aiohttp, JSON from the middleware
@@ -116,7 +132,7 @@ class Api:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return error(400, f"the body is not JSON: {exc}", field="body"), "malformed", 0
-        store = self.service.reader
+        store = self.service.store
         try:
             items = parse_items(body, token.vendor, policy.ranges_of(token.vendor), store.clock())
         except EvidenceError as exc:
@@ -126,7 +142,7 @@ class Api:
         if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
             return error(400, "Idempotency-Key: 1 to 200 printable characters", field="Idempotency-Key"), "malformed", 0
         classification = policy.classification
-        zones = tuple(zone.config.origin for zone in self.service.current.zones.values()
+        zones = tuple(zone.config.origin for zone in self.service.source.current.zones.values()
                       if zone.config.serves == "listings")
         vendor = token.vendor
 
@@ -178,19 +194,19 @@ class Api:
                 subjects.append(parse_subject(text))
             except Exception as exc:  # SubjectError, with the item named
                 return error(400, f"subjects[{i}]: {exc}", field="subjects", item=i)
-        origins = [zone.config.origin for zone in self.service.current.zones.values()]
+        origins = [zone.config.origin for zone in self.service.source.current.zones.values()]
         zone = body.get("zone", origins[0]).lower().rstrip(".")
         if zone not in origins:
             return error(400, f"no zone {zone!r} (zones: {', '.join(origins)})", field="zone")
         actor = f"operator token:{token.id}"
-        store = self.service.reader
+        store = self.service.store
         if request.method == "DELETE":
             try:
                 count = store.remove(subjects, zone=zone, actor=actor)
             except StoreError as exc:
                 return error(404, str(exc), field="subjects")
             return web.json_response({"zone": zone, "removed": count})
-        rules = self.service.policy.listing.expiry
+        rules = self.service.source.policy.listing.expiry
         kwargs: dict = {"expires": rules.default, "repeat": rules}
         if "expires" in body:
             try:
@@ -221,14 +237,14 @@ class Api:
         service = self.service
         subject = wanted.subject
         if subject.kind == DOMAIN or subject.plen == subject.bits:
-            zones = [zone.config for zone in service.current.zones.values()]
-            found = explain(subject.text, service.reader, zones, service.policy)["zones"][wanted.zone]
+            zones = [zone.config for zone in service.source.current.zones.values()]
+            found = explain(subject.text, service.store, zones, service.source.policy)["zones"][wanted.zone]
             return {"codes": found["codes"],
                     "listings": [row["subject"] for row in found.get("listings", [])
                                  if not row.get("exclude")][:MAX_LISTED]}
         # A CIDR: the listings around or inside it (at most MAX_LISTED named).
-        rows = service.reader.overlapping(wanted.zone, subject.kind, subject.net, subject.plen,
-                                          service.reader.clock())
+        rows = service.store.overlapping(wanted.zone, subject.kind, subject.net, subject.plen,
+                                          service.store.clock())
         return {"codes": [], "listings": sorted({row[3] for row in rows if not row[4]})[:MAX_LISTED]}
 
     async def delist_request(self, request: web.Request) -> web.Response:
@@ -237,10 +253,10 @@ class Api:
         from rbl.store.delisting import DelistStore
 
         service = self.service
-        if service.policy is None or service.current is None:
+        if service.source.policy is None or service.source.current is None:
             return error(503, "no snapshot is being served yet")
         client = client_key(request.remote)
-        rules = service.policy.listing.delisting
+        rules = service.source.policy.listing.delisting
         # Every request counts, malformed ones too: the limit is what protects the operator's queue.
         wait = self.delist_limiter.take(client, rules.requests_per_hour / 3600, rules.burst)
         if wait:
@@ -252,7 +268,7 @@ class Api:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError) as exc:
             return error(400, f"the body is not JSON: {exc}", field="body")
-        zones = {zone.config.origin: zone.config.serves for zone in service.current.zones.values()}
+        zones = {zone.config.origin: zone.config.serves for zone in service.source.current.zones.values()}
         try:
             wanted = parse_request(body, zones)
         except DelistError as exc:
@@ -261,7 +277,7 @@ class Api:
         if not listed["codes"] and not listed["listings"]:
             return error(404, f"{wanted.subject.text} is not listed in {wanted.zone}: there is nothing to delist",
                          field="subject")
-        made, new = DelistStore(service.reader).create(wanted, client, listed, actor=f"public:{client}")
+        made, new = DelistStore(service.store).create(wanted, client, listed, actor=f"public:{client}")
         return web.json_response({
             "id": made.id, "state": made.state, "subject": made.subject, "zone": made.zone,
             "listed_as": made.listed_as, "created_at": made.created_at, "duplicate": not new,
@@ -278,7 +294,7 @@ class Api:
         state = request.query.get("state", "open")
         if state not in ("open", "closed", "all"):
             return error(400, "state: one of open, closed, all", field="state")
-        rows = DelistStore(self.service.reader).list(None if state == "all" else state)
+        rows = DelistStore(self.service.store).list(None if state == "all" else state)
         return web.json_response({"state": state, "requests": [row.as_dict() for row in rows]})
 
     async def delist_close(self, request: web.Request) -> web.Response:
@@ -302,7 +318,7 @@ class Api:
         except DelistError as exc:
             return error(exc.status, str(exc), field=exc.field)
         try:
-            closed, removed = DelistStore(self.service.reader).close(request_id, resolution, note,
+            closed, removed = DelistStore(self.service.store).close(request_id, resolution, note,
                                                                      f"operator token:{token.id}")
         except NoSuchRequest as exc:
             return error(404, str(exc), field="id")
@@ -323,13 +339,13 @@ class Api:
             return unauthorized("the vendor's own or the operator's")
         if token.scope == "vendor" and token.vendor != name:
             return error(403, "a vendor's token reads that vendor's record only")
-        policy = self.service.policy
+        policy = self.service.source.policy
         if policy is None or name not in policy.vendors:
             return error(404, f"no vendor {name!r} in the policy", field="vendor")
-        store = self.service.reader
+        store = self.service.store
         now = store.clock()
         rules = policy.listing.remediation
-        zones = tuple(zone.config.origin for zone in self.service.current.zones.values()
+        zones = tuple(zone.config.origin for zone in self.service.source.current.zones.values()
                       if zone.config.serves == "listings")
         columns = store.case_columns(zones, now - rules.window, now, active=True)
         score = vendor_scores(columns, policy.classification, policy.listing, now, [name])[name]
@@ -366,7 +382,7 @@ class Api:
         if token.scope != "operator":
             return error(403, "metrics are the operator's: a vendor's token cannot read them")
         service = self.service
-        text = service.metrics.text(service.current, service.policy)
+        text = service.metrics.text(service.source.current, service.source.policy)
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -376,8 +392,8 @@ async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(spec())
 
 
-def make_app(service) -> web.Application:
-    """The application; ``service`` has ``reader`` (a store), ``policy`` and ``current``."""
+def make_app(service: Served | None) -> web.Application:
+    """The application over ``service`` (None: only the routes that need nothing, as for the spec)."""
     app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
     api = Api(service)
     app.router.add_get("/v1/lookup/{subject}", api.lookup)

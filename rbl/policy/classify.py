@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rbl.addresses import IP4, IP6
-from rbl.zone.intervals import flatten
+from rbl.intervals import flatten
 
 UNCLASSIFIED, SHARED, DEDICATED, QUARANTINE, EXCLUDED = 0, 1, 2, 3, 4
 SPACE_NAMES = ("unclassified", "shared", "dedicated", "quarantine", "excluded")

@@ -35,7 +35,7 @@ from rbl.policy.classify import BITS, DEDICATED, EXCLUDED, QUARANTINE, SHARED, U
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT
 from rbl.policy.standing import Standing, density_needed
-from rbl.zone.intervals import flatten, overlay_points
+from rbl.intervals import flatten, overlay_points
 
 EXCLUSION = -1  # a listing exclusion ('!') in the listings layer: a hole, not just "unlisted"
 

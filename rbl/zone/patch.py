@@ -20,10 +20,11 @@ from rbl.errors import SubjectError
 from rbl.policy.classify import Classification
 from rbl.policy.decide import Window, decide_window
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.intervals import flatten
-from rbl.zone.snapshot import (
-    AnswerTable, ZoneSnapshot, block_index, decided_windows, ip6_arrays, row_ranges, test_point_ranges,
+from rbl.intervals import flatten
+from rbl.zone.compile import (
+    AnswerTable, block_index, decided_windows, ip6_arrays, row_ranges, test_point_ranges,
 )
+from rbl.zone.snapshot import ZoneSnapshot
 
 
 @dataclasses.dataclass

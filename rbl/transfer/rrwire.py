@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from rbl.dns.message import name_wire, read_name
+from rbl.transfer.message import name_wire, read_name
 from rbl.errors import TransferError
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "TXT": 16, "AAAA": 28}

@@ -6,7 +6,7 @@ and the general path only a query that carries a TSIG record (a secondary's
 SOA check). The hot path never gets here.
 
 What a worker sends comes from files the primary writes beside the snapshots
-(:mod:`rbl.zone.versions`): ``settings.json`` says who may transfer and with
+(:mod:`rbl.transfer.versions`): ``settings.json`` says who may transfer and with
 which keys, ``index.json`` names the newest version's message bodies and its
 steps of history. A worker adds a header, the question and a TSIG to each.
 
@@ -30,14 +30,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rbl.dns import tsig as tsiglib
-from rbl.dns.message import Message, read_message, set_soa_serial, soa_serial
-from rbl.dns.rrwire import WireRecord, pack_all
+from rbl.transfer import tsig as tsiglib
+from rbl.transfer.message import Message, read_message, set_soa_serial, soa_serial
+from rbl.transfer.rrwire import WireRecord, pack_all
 from rbl.dns.wire import QTYPE_OPT, opt_record
 from rbl.errors import TransferError
-from rbl.zone import history
+from rbl.transfer import history
 from rbl.zone.config import TransferConfig, TsigKey
-from rbl.zone.versions import INDEX, SETTINGS, load_records, read_chunks
+from rbl.transfer.versions import INDEX, SETTINGS, load_records, read_chunks
 
 log = logging.getLogger("rbl.transfer")
 
@@ -97,7 +97,7 @@ def _load_settings(path: Path) -> TransferConfig:
 _ORIGIN = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*", re.ASCII)
 
 
-class Transfers:
+class TransferResponder:
     """A worker's view of the transfer files in ``folder`` (``folder/<origin>/``), reread when they change."""
 
     def __init__(self, folder: Path):

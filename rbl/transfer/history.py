@@ -75,7 +75,7 @@ def diff(old: np.ndarray, new: np.ndarray, limit: int | None = None) -> tuple[np
     None when there are ``limit`` changes or more (a step that big is not worth building).
 
     Records are compared by 64-bit digests (blake2b of name, type, TTL and rdata,
-    see :func:`rbl.zone.versions.render`): two different records that collide
+    see :func:`rbl.transfer.versions.render`): two different records that collide
     are one in 2**64 per pair compared, and a step bigger than the zone is
     never sent anyway. Lookups go in sorted order or into the few changed
     digests: a binary search per digest in random order misses the cache at

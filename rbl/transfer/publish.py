@@ -1,8 +1,8 @@
 """The primary's side of zone transfers: a version per serial, and NOTIFY to the secondaries.
 
-After each new snapshot, :class:`TransferFeed` writes every transferring
+After each new snapshot, :class:`TransferPublisher` writes every transferring
 zone's settings for the workers at once, then has a helper process
-(``python -m rbl.zone.versions``) render the zone's records into transfer
+(``python -m rbl.transfer.versions``) render the zone's records into transfer
 files, one snapshot at a time: while it renders, newer snapshots wait and
 only the newest is rendered next, so a burst of changes costs one render,
 not one per serial. When a version is ready, each of the zone's secondaries
@@ -20,12 +20,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from rbl.dns.notify import send_notify
-from rbl.dns.rrwire import WireRecord
+from rbl.transfer.notify import send_notify
+from rbl.transfer.rrwire import WireRecord
 from rbl.errors import RblError
 from rbl.zone.config import TransferConfig, TsigKey
 from rbl.zone.snapshot import Snapshot
-from rbl.zone.versions import write_settings
+from rbl.transfer.versions import write_settings
 
 log = logging.getLogger("rbl.transfer")
 
@@ -36,7 +36,7 @@ def transferring(snapshot: Snapshot) -> dict[str, TransferConfig]:
             if zone.config.transfer is not None and not zone.config.apex}
 
 
-class TransferFeed:
+class TransferPublisher:
     """Renders versions of the transferring zones and NOTIFYs their secondaries."""
 
     def __init__(self, folder: Path):
@@ -125,7 +125,7 @@ class TransferFeed:
     async def _start_helper(self) -> asyncio.subprocess.Process:
         if self._helper is None or self._helper.returncode is not None:
             self._helper = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "rbl.zone.versions",
+                sys.executable, "-m", "rbl.transfer.versions",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 limit=2**24,  # an index with a long history is one line
             )

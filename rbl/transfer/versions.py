@@ -32,10 +32,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rbl.dns.message import name_wire
-from rbl.dns.rrwire import Packer, WireRecord, encode, unpack
+from rbl.transfer.message import name_wire
+from rbl.transfer.rrwire import Packer, WireRecord, encode, unpack
 from rbl.errors import TransferError
-from rbl.zone import history
+from rbl.transfer import history
 from rbl.zone.config import TransferConfig
 
 if TYPE_CHECKING:  # numpy only where versions are rendered (the primary's helper): workers do without

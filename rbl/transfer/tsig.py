@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rbl.dns.message import Message, name_wire, read_message, read_name, dotted
+from rbl.transfer.message import Message, name_wire, read_message, read_name, dotted
 from rbl.errors import TransferError
 from rbl.zone.config import TsigKey
 

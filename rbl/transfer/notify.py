@@ -4,7 +4,7 @@ One message over UDP, signed with the zone's TSIG key when it has one, tried
 again with a doubling wait until the secondary answers or the tries run out:
 bounded, so a secondary that is down costs at most NOTIFY_TRIES datagrams per
 serial (and a newer serial replaces an unanswered older one, see
-:mod:`rbl.dns.secondaries`).
+:mod:`rbl.transfer.publish`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import secrets
 import socket
 import struct
 
-from rbl.dns import tsig as tsiglib
-from rbl.dns.message import name_wire, read_message
-from rbl.dns.rrwire import WireRecord
+from rbl.transfer import tsig as tsiglib
+from rbl.transfer.message import name_wire, read_message
+from rbl.transfer.rrwire import WireRecord
 from rbl.errors import TransferError
 from rbl.zone.config import TsigKey
 

@@ -1,0 +1,141 @@
+"""``rbl serve``: the primary process, which runs everything around the snapshot source.
+
+The primary owns the store: a :class:`~rbl.zone.source.SnapshotSource` watches
+it and the files, and each new snapshot is written to a file. N worker
+processes (:mod:`rbl.dns.worker`, run by :class:`~rbl.dns.pool.WorkerPool`) map
+the newest file and answer DNS on one shared port; zone transfers get their
+versions from it (:class:`~rbl.transfer.publish.TransferPublisher`); the HTTP
+API answers from the store and the current snapshot. A snapshot that fails to
+build is never written, so workers keep answering from the last good one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+from rbl.dns.pool import WorkerPool
+from rbl.dns.server import bind_pair
+from rbl.errors import RblError
+from rbl.http.app import Served, make_app, start_http
+from rbl.metrics import Metrics
+from rbl.store import ListingStore
+from rbl.transfer.publish import TransferPublisher
+from rbl.transfer.versions import TRANSFER_FOLDER
+from rbl.zone.snapshot import Snapshot
+from rbl.zone.snapshot_file import write_snapshot
+from rbl.zone.source import SnapshotSource
+
+log = logging.getLogger("rbl")
+
+POLL_SECONDS = 0.1  # how often the store is asked whether anything changed (one indexed read)
+KEEP_FILES = 3  # snapshot files kept: a worker may still be opening the one before
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class Primary:
+    """The snapshot source, its files, the DNS workers, transfers and HTTP, run together."""
+
+    def __init__(self, db: str, policy: str, zones: str):
+        self.db_path = db
+        self.source = SnapshotSource(db, policy, zones)
+        self.metrics = Metrics()
+        self.publisher: TransferPublisher | None = None
+
+    def _build_and_write(self, folder: Path, full: bool = False) -> tuple[Snapshot, Path]:
+        snapshot = self.source.build() if full else self.source.update()
+        path = folder / f"{snapshot.serial}.snap"
+        write_snapshot(snapshot, path)
+        return snapshot, path
+
+    async def watch(self, folder: Path, workers: WorkerPool) -> None:
+        """Rebuild when the store or files change; keep the old snapshot on failure."""
+        loop = asyncio.get_running_loop()
+        source = self.source
+        failed_on: tuple | None = None
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            fingerprint = None
+            try:
+                if not source.stale():
+                    continue
+                fingerprint = source.fingerprint()
+                if fingerprint == failed_on:
+                    continue  # the same broken input: wait for the next change
+                snapshot, path = await loop.run_in_executor(None, self._build_and_write, folder)
+            except RblError as exc:
+                failed_on = fingerprint
+                self.metrics.compile_failures += 1
+                log.error("keeping snapshot %s: %s", source.current.serial, exc)
+                continue
+            except Exception:
+                self.metrics.compile_failures += 1
+                log.exception("keeping snapshot %s after an unexpected error", source.current.serial)
+                await asyncio.sleep(1)
+                continue
+            failed_on = None
+            self.metrics.compiled(source.last_kind, snapshot.compile_seconds)
+            workers.publish(path)
+            if self.publisher is not None:
+                try:
+                    self.publisher.offer(snapshot, path)
+                except Exception:  # transfers lag behind; answering must not stop for them
+                    log.exception("zone transfers keep their last version after an unexpected error")
+            log.info("serving snapshot %d: %d listings, compiled in %.3f s",
+                     snapshot.serial, snapshot.listings, snapshot.compile_seconds)
+            for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
+                old.unlink(missing_ok=True)
+
+    async def run(self, host: str, port: int, workers: int = 1, http: tuple[str, int] | None = None) -> None:
+        """Serve until SIGINT or SIGTERM.
+
+        :raises RblError: when the first snapshot cannot be built or a worker fails to start.
+        """
+        folder = Path(tempfile.mkdtemp(prefix="rbl-snapshots-"))
+        runner = http_store = None
+        try:
+            snapshot, path = self._build_and_write(folder, full=True)
+            self.metrics.compiled("full", snapshot.compile_seconds)
+            log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
+                     snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
+            if http is not None:
+                # Its own connection: the HTTP routes read while the watcher compiles in a thread.
+                http_store = ListingStore(self.db_path)
+                runner, http_port = await start_http(make_app(Served(self.source, http_store, self.metrics)), *http)
+                log.info("HTTP on http://%s:%d/", _shown(http[0]), http_port)  # tests read the port from this line
+            # Hold the port (port 0: pick it) until the workers have bound it beside us.
+            udp, tcp, bound = bind_pair(host, port)
+            pool = WorkerPool(host, bound, workers, path, self.metrics)
+            try:
+                await pool.start()
+            finally:
+                udp.close()
+                tcp.close()
+            # Tests and scripts read the port from this line.
+            log.info("DNS on %s:%d (udp, tcp), %d worker%s", _shown(host), bound, workers, "s" * (workers != 1))
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            self.publisher = TransferPublisher(folder / TRANSFER_FOLDER)
+            self.publisher.offer(snapshot, path)
+            tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise())]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+            await self.publisher.close()
+            await pool.stop()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            if http_store is not None:
+                http_store.close()
+            self.source.close()
+            shutil.rmtree(folder, ignore_errors=True)
