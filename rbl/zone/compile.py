@@ -60,9 +60,6 @@ class AnswerTable:
         self._added: dict[tuple[int, str], int] = {}
         self._recoded: dict[tuple[int, str, str], int] = {}
 
-    def code(self, name: str) -> str:
-        return self._codes[name]
-
     def _number(self, answer: Answer) -> int:
         found = self._index.get(answer)
         if found is None:

@@ -81,7 +81,9 @@ class SnapshotSource:
         self._scoring = time.monotonic() - started
         snapshot = compile_snapshot(self.store, zones, policy.listing, serial, now, policy.classification, standing)
         self.standing, self._scored_at = standing, time.monotonic()
-        # The store's generation from before the read: a change during the compile gets patched.
+        # The store's generation from before the read, so a change during the compile gets
+        # patched next; the files' stats with the feed files this policy read (known only once
+        # it is loaded), or as seen while the files are broken.
         files = self._fingerprint(policy)[1] if good else seen[1]
         self._seen, self._zones, self._policy, self._audit_id = (seen[0], files), zones, policy, audit_id
         self._next_expiry = self.store.next_expiry(now)
