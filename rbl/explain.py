@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rbl.addresses import BOTH, DOMAIN, EXACT, IP4, SUBDOMAINS, Subject, parse_subject, reverse_name
+from rbl.addresses import BITS, BOTH, DOMAIN, EXACT, IP4, SUBDOMAINS, Subject, parse_subject, reverse_name
 from rbl.errors import SubjectError
-from rbl.policy.classify import BITS
 from rbl.policy.decide import decide_address
 from rbl.policy.remediation import NEGLIGENT
 from rbl.policy.standing import Standing

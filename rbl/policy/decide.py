@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rbl.addresses import IP4
-from rbl.policy.classify import BITS, DEDICATED, EXCLUDED, QUARANTINE, SHARED, UNCLASSIFIED, Classification
+from rbl.addresses import BITS, IP4
+from rbl.policy.classify import DEDICATED, EXCLUDED, QUARANTINE, SHARED, UNCLASSIFIED, Classification
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT
 from rbl.policy.standing import Standing, density_needed

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rbl.addresses import IP4
-from rbl.policy.classify import BITS, SHARED, Classification
+from rbl.addresses import BITS, IP4
+from rbl.policy.classify import SHARED, Classification
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, Score, score_arrays
 

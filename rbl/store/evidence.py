@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rbl.addresses import BITS
 from rbl.errors import StoreError
 from rbl.policy.evidence import Item
 from rbl.store.listings import ListingStore, timestamp
@@ -84,7 +85,7 @@ class EvidenceStore:
     def _covered(self, item: Item, zones: tuple[str, ...], stamp: str) -> list:
         """The active single-address listings in ``zones`` that the item's subject covers."""
         subject = item.subject
-        bits = 32 if subject.kind == "ip4" else 128
+        bits = BITS[subject.kind]
         width = bits // 8
         lo = subject.net.to_bytes(width, "big")
         hi = (subject.net | ((1 << (bits - subject.plen)) - 1)).to_bytes(width, "big")

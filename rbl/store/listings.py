@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from rbl.addresses import DOMAIN, Subject, parse_subject
+from rbl.addresses import BITS, DOMAIN, Subject, parse_subject
 from rbl.errors import StoreError
 from rbl.policy.listing import Expiry
 from rbl.store.schema import migrate
@@ -189,7 +189,7 @@ class ListingStore:
 
     def overlapping(self, zone: str, kind: str, net: int, plen: int, now: dt.datetime) -> list[tuple]:
         """Served listings around or inside the CIDR net/plen, as :meth:`serving` rows."""
-        bits = 32 if kind == "ip4" else 128
+        bits = BITS[kind]
         width = bits // 8
         # INDEXED BY: SQLite's planner prefers the serving index and scans a million rows.
         served = ("SELECT kind, net, plen, subject, exclude, code, txt FROM listings INDEXED BY listings_net "
@@ -243,7 +243,7 @@ class ListingStore:
 
     def count_units(self, zone: str, kind: str, net: int, plen: int, unit: int, now: dt.datetime) -> int:
         """Distinct /``unit`` prefixes among the single addresses listed in net/plen now."""
-        bits = 32 if kind == "ip4" else 128
+        bits = BITS[kind]
         width = bits // 8
         whole = unit >= bits or unit % 8 == 0
         key = "net" if unit >= bits else f"substr(net, 1, {unit // 8})" if whole else "net"
@@ -274,7 +274,7 @@ class ListingStore:
 
         out = []
         flag = "(state = 'active' AND (expires_at IS NULL OR expires_at > ?))"
-        for kind, bits in (("ip4", 32), ("ip6", 128)):
+        for kind, bits in BITS.items():
             width = bits // 4 + 20 + active  # hex address, first_seen, the flag
             parts = []
             for zone in zones:
