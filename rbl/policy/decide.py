@@ -35,7 +35,7 @@ from rbl.policy.classify import DEDICATED, EXCLUDED, QUARANTINE, SHARED, UNCLASS
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT
 from rbl.policy.standing import Standing, density_needed
-from rbl.intervals import flatten, overlay_points
+from rbl.intervals import compress, flatten, overlay_points
 
 EXCLUSION = -1  # a listing exclusion ('!') in the listings layer: a hole, not just "unlisted"
 
@@ -47,13 +47,6 @@ def _dtype(kind: str):
 
 def _at(starts: np.ndarray, values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return values[np.searchsorted(starts, positions, side="right") - 1]
-
-
-def compress(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop breakpoints whose value repeats the one before."""
-    change = np.ones(len(values), dtype=bool)
-    change[1:] = values[1:] != values[:-1]
-    return starts[change], values[change]
 
 
 @dataclass
