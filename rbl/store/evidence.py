@@ -124,13 +124,6 @@ class EvidenceStore:
             conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
                          [stamp, actor, "dispute", old.subject, json.dumps(old.as_dict()), json.dumps(after)])
 
-    def of_vendor(self, vendor: str) -> list[dict]:
-        rows = self.store.db.execute(
-            "SELECT id, submission, subject, action, reference, acted_at, identity, received_at FROM evidence "
-            "WHERE vendor = ? ORDER BY id", [vendor])
-        keys = ("id", "submission", "subject", "action", "reference", "acted_at", "identity", "received_at")
-        return [dict(zip(keys, row)) for row in rows]
-
 
 def vendor_cases(store: ListingStore, classification, vendor: str, zones: tuple[str, ...],
                  since: dt.datetime) -> tuple[list, list]:
