@@ -70,6 +70,7 @@ from fractions import Fraction
 import numpy as np
 
 from rbl.policy.listing import Remediation
+from rbl.store.cases import NONE
 
 COOPERATIVE, NEUTRAL, NEGLIGENT = "cooperative", "neutral", "negligent"
 TIERS = (COOPERATIVE, NEUTRAL, NEGLIGENT)
@@ -248,7 +249,6 @@ def tiers(cases: Iterable[Case], rules: Remediation, now: dt.datetime, vendors: 
     return {vendor: score_vendor(vendor, by_vendor.get(vendor, ()), rules, now) for vendor in vendors}
 
 
-NONE = -(1 << 62)  # "no such time" in the arrays of :func:`score_arrays`
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _US = dt.timedelta(microseconds=1)
 

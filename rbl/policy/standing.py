@@ -36,25 +36,7 @@ from rbl.addresses import BITS, IP4
 from rbl.policy.classify import SHARED, Classification
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, Score, score_arrays
-
-
-@dataclass(frozen=True)
-class CaseColumns:
-    """Single listed addresses of one family as columns (see :func:`score_arrays` for times)."""
-
-    kind: str
-    addresses: np.ndarray  # int64 for IPv4, Python ints (object) for IPv6
-    opened: np.ndarray
-    remediated: np.ndarray
-    relisted: np.ndarray
-    disputed: np.ndarray  # bool
-    active: np.ndarray  # bool: listed now (not expired, not removed)
-
-    @classmethod
-    def empty(cls, kind: str) -> CaseColumns:
-        times = np.zeros(0, dtype=np.int64)
-        flags = np.zeros(0, dtype=bool)
-        return cls(kind, np.zeros(0, dtype=np.int64 if kind == IP4 else object), times, times, times, flags, flags)
+from rbl.store.cases import CaseColumns
 
 
 def range_ids(classification: Classification, kind: str, addresses: np.ndarray) -> np.ndarray:
