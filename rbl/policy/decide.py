@@ -19,7 +19,7 @@ classification of address space, and escalation:
 :func:`decide_window` computes all of it for a window of one address family
 with numpy, for a whole family at once (a full compile) or for the prefixes a
 change touches (a patch): the result depends only on what lies inside the
-window's prefixes, so both agree. :func:`explain` is its slow twin for one
+window's prefixes, so both agree. :func:`decide_address` is its slow twin for one
 subject, written as a person would check it; tests hold them to each other.
 """
 

@@ -264,8 +264,8 @@ def score_arrays(vendor: np.ndarray, opened: np.ndarray, remediated: np.ndarray,
     """:func:`tiers` over columns instead of :class:`Case` objects: the compile's fast twin.
 
     Row ``i`` is a case of ``vendors[vendor[i]]`` (``vendor[i] < 0``: nobody's);
-    times are int64 microseconds since the epoch, :data:`NONE` where there is
-    none; ``disputed`` marks false positives. Same definitions, same numbers.
+    times are int64 microseconds since the epoch, :data:`rbl.store.cases.NONE`
+    where there is none; ``disputed`` marks false positives. Same definitions, same numbers.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime (UTC)")

@@ -11,10 +11,11 @@ Tiers come from the vendors' cases (:mod:`rbl.policy.remediation`); a case is a
 single listed address in a vendor's range (the range deciding the address: an
 operator exclusion inside a vendor's range is nobody's space), opened at the
 listing's first_seen, remediated and relisted at the times the store records,
-disputed by a false_positive report. Here the cases come as columns, counted
-with numpy: a compile over a million listings cannot afford an object per case.
-:func:`rbl.store.evidence.vendor_cases` builds the same cases one by one, the
-slow twin tests hold this to.
+disputed by a false_positive report. Here the cases come as columns
+(:class:`rbl.store.cases.CaseColumns`, as the store reads them), counted with
+numpy: a compile over a million listings cannot afford an object per case.
+:func:`rbl.explain.vendor_cases` builds the same cases one by one, the slow
+twin tests hold this to.
 
 Density, for a negligent vendor's shared range: the listed units in it over
 the units it holds, where a unit is one address in IPv4 and one
