@@ -17,7 +17,8 @@ from rbl.policy.classify import Classification
 from rbl.policy.remediation import NEGLIGENT, Case
 from rbl.policy.standing import Standing
 from rbl.policy.vendors import Policy
-from rbl.store.listings import Listing, ListingStore, parse_timestamp, timestamp
+from rbl.store.database import parse_timestamp, timestamp
+from rbl.store.listings import Listing, ListingStore
 from rbl.zone.config import CLOUD_CODES, ZoneConfig
 
 _TEST_POINTS = {0x7F000002: "listed", 0x7F000001: "not listed"}
