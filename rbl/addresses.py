@@ -16,6 +16,7 @@ from rbl.errors import SubjectError
 IP4 = "ip4"
 IP6 = "ip6"
 DOMAIN = "domain"
+BITS = {IP4: 32, IP6: 128}  # address width per family
 
 # How a domain listing covers names: the name alone, its subdomains only
 # (``*.example.com``) or both (``.example.com``, rbldnsd's dnset syntax).
@@ -40,7 +41,8 @@ class Subject:
 
     @property
     def bits(self) -> int:
-        return 32 if self.kind == IP4 else 128
+        """32 or 128: the address family's width (an address or CIDR only)."""
+        return BITS[self.kind]
 
     @property
     def text(self) -> str:

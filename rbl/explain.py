@@ -3,20 +3,22 @@
 ``rbl explain`` and ``GET /v1/lookup/{subject}`` print this. It decides rule
 by rule from the store and the policy (:func:`rbl.policy.decide.decide_address`),
 the slow twin of the compiled snapshot the DNS server answers from.
+:func:`vendor_cases` is the same for a vendor's record: its cases one by one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from rbl.addresses import BOTH, DOMAIN, EXACT, IP4, SUBDOMAINS, Subject, parse_subject, reverse_name
+from rbl.addresses import BITS, BOTH, DOMAIN, EXACT, IP4, SUBDOMAINS, Subject, parse_subject, reverse_name
 from rbl.errors import SubjectError
-from rbl.policy.classify import BITS
 from rbl.policy.decide import decide_address
-from rbl.policy.remediation import NEGLIGENT
+from rbl.policy.classify import Classification
+from rbl.policy.remediation import NEGLIGENT, Case
 from rbl.policy.standing import Standing
 from rbl.policy.vendors import Policy
-from rbl.store.listings import ListingStore, timestamp
+from rbl.store.database import parse_timestamp, timestamp
+from rbl.store.listings import Listing, ListingStore
 from rbl.zone.config import CLOUD_CODES, ZoneConfig
 
 _TEST_POINTS = {0x7F000002: "listed", 0x7F000001: "not listed"}
@@ -161,3 +163,26 @@ def render(explained: dict) -> str:
         lines.append(f"{zone['query']}: {answer}")
         lines += [f"  - {step}" for step in zone["trace"]]
     return "\n".join(lines)
+
+
+def vendor_cases(store: ListingStore, classification: Classification, vendor: str, zones: tuple[str, ...],
+                 since: dt.datetime) -> tuple[list[Case], list[Listing]]:
+    """The vendor's cases first seen since ``since``, one by one, and the listings they come from.
+
+    The slow twin of :func:`rbl.policy.standing.vendor_scores` over
+    :meth:`ListingStore.case_columns` (which count the same cases as columns), that
+    the tests hold them to: a case is a single listed address, expired or not, whose
+    deciding range in ``classification`` is the vendor's.
+    """
+    def moment(text: str | None) -> dt.datetime | None:
+        return parse_timestamp(text) if text is not None else None
+
+    cases, listings = [], []
+    for row in store.case_rows(zones, since):
+        found = classification.find(row.kind, int.from_bytes(row.net, "big"))
+        if found is None or found.vendor != vendor:
+            continue
+        cases.append(Case(vendor, row.subject, parse_timestamp(row.first_seen), moment(row.remediated_at),
+                          moment(row.relisted_at), row.disputed_at is not None))
+        listings.append(row)
+    return cases, listings

@@ -10,7 +10,10 @@ up to ``starts[i + 1]``. Value 0 means "not listed".
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the module itself stays light
+    import numpy as np
 
 Range = tuple[Any, Any, int, int]  # lo, hi, priority, value
 
@@ -94,7 +97,13 @@ def overlay_points(starts, values, points, point_values, end: int):
     last = np.ones(len(position), dtype=bool)
     last[:-1] = position[1:] != position[:-1]  # the highest rank at a position decides
     keep = last & (position < end)
-    position, value = position[keep], value[keep]
-    change = np.ones(len(value), dtype=bool)
-    change[1:] = value[1:] != value[:-1]
-    return position[change], value[change]
+    return compress(position[keep], value[keep])
+
+
+def compress(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop breakpoints whose value repeats the one before (numpy arrays in, numpy arrays out)."""
+    import numpy as np
+
+    change = np.ones(len(values), dtype=bool)
+    change[1:] = values[1:] != values[:-1]
+    return starts[change], values[change]

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from conftest import ROOT, Server
 from rbl.addresses import parse_subject
 from rbl.http.ratelimit import RateLimiter, client_key
-from rbl.policy.delisting import DelistError, Request, parse_close, parse_request, still_listing
+from rbl.policy.delisting import DelistError, Request, parse_close, parse_request
 from rbl.policy.listing import Delisting, load_listing_policy
 from rbl.store import ListingStore
-from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed
+from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed, still_listing
 from rbl.store.listings import Entry
 
 ZONES = {"bl.example": "listings", "cloud.bl.example": "cloud", "dkim.bl.example": "listings"}

@@ -12,13 +12,16 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, Server
 from rbl.addresses import parse_subject
+from rbl.explain import vendor_cases
 from rbl.policy.evidence import Item
-from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, NEUTRAL, NONE, microseconds, score_vendor
+from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, NEUTRAL, microseconds, score_vendor
 from rbl.policy.standing import vendor_scores
 from rbl.policy.vendors import load_policy
 from rbl.store import ListingStore
-from rbl.store.evidence import EvidenceStore, Remediation, vendor_cases
-from rbl.store.listings import _NO_TIME, Entry, epoch_microseconds, parse_timestamp, timestamp
+from rbl.store.cases import _NO_TIME, NONE, epoch_microseconds
+from rbl.store.database import parse_timestamp, timestamp
+from rbl.store.evidence import EvidenceStore, Remediation
+from rbl.store.listings import Entry
 from rbl.store.tokens import TokenStore
 
 RULES = load_policy(ROOT / "policy").listing.remediation

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rbl.addresses import IP4, IP6
+from rbl.addresses import BITS, IP4, IP6
 from rbl.intervals import flatten
 
 UNCLASSIFIED, SHARED, DEDICATED, QUARANTINE, EXCLUDED = 0, 1, 2, 3, 4
 SPACE_NAMES = ("unclassified", "shared", "dedicated", "quarantine", "excluded")
 SPACE_CODES = {name: code for code, name in enumerate(SPACE_NAMES)}
-BITS = {IP4: 32, IP6: 128}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ classification of address space, and escalation:
 :func:`decide_window` computes all of it for a window of one address family
 with numpy, for a whole family at once (a full compile) or for the prefixes a
 change touches (a patch): the result depends only on what lies inside the
-window's prefixes, so both agree. :func:`explain` is its slow twin for one
+window's prefixes, so both agree. :func:`decide_address` is its slow twin for one
 subject, written as a person would check it; tests hold them to each other.
 """
 
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rbl.addresses import IP4
-from rbl.policy.classify import BITS, DEDICATED, EXCLUDED, QUARANTINE, SHARED, UNCLASSIFIED, Classification
+from rbl.addresses import BITS, IP4
+from rbl.policy.classify import DEDICATED, EXCLUDED, QUARANTINE, SHARED, UNCLASSIFIED, Classification
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT
 from rbl.policy.standing import Standing, density_needed
-from rbl.intervals import flatten, overlay_points
+from rbl.intervals import compress, flatten, overlay_points
 
 EXCLUSION = -1  # a listing exclusion ('!') in the listings layer: a hole, not just "unlisted"
 
@@ -47,13 +47,6 @@ def _dtype(kind: str):
 
 def _at(starts: np.ndarray, values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return values[np.searchsorted(starts, positions, side="right") - 1]
-
-
-def compress(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop breakpoints whose value repeats the one before."""
-    change = np.ones(len(values), dtype=bool)
-    change[1:] = values[1:] != values[:-1]
-    return starts[change], values[change]
 
 
 @dataclass

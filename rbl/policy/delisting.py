@@ -1,10 +1,12 @@
-"""Delisting requests as people send them, and what closing one as delisted must find.
+"""Delisting requests as people send them, and the operator's answer to one.
 
 Anyone may ask the operator to review a listing (``POST /v1/delist-requests``);
 a request is queued and never delists by itself. The operator closes it as
 ``delisted`` (the listing is removed through the normal, audited listing path)
-or ``rejected``, with a note for the requester. This module checks bodies and
-decides; it does no I/O, so the HTTP route, the CLI and tests share it.
+or ``rejected``, with a note for the requester. This module checks the bodies
+of both; it does no I/O, so the HTTP route, the CLI and tests share it. Whether
+a wider listing would still list the subject is read from the listings by the
+store (:func:`rbl.store.delisting.still_listing`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rbl.addresses import BOTH, DOMAIN, EXACT, IP4, IP6, SUBDOMAINS, Subject, parse_subject
+from rbl.addresses import DOMAIN, IP4, IP6, Subject, parse_subject
 from rbl.errors import RblError, SubjectError
 
 RESOLUTIONS = ("delisted", "rejected")
@@ -126,25 +128,6 @@ def parse_close(body: Any) -> tuple[str, str]:
         raise DelistError(400, f"one of {', '.join(RESOLUTIONS)}", "resolution")
     # The requester reads the note: a decision without a reason is not one.
     return body["resolution"], _text(body, "note", MAX_NOTE, multiline=True)
-
-
-def _specificity(row) -> tuple:
-    """How narrowly a listing covers: the longer prefix, or for domains the deeper and narrower name."""
-    if row.kind != DOMAIN:
-        return (row.plen,)
-    base = parse_subject(row.subject)
-    return (base.domain.count("."), {EXACT: 2, SUBDOMAINS: 1, BOTH: 0}[base.cover])
-
-
-def still_listing(covering: list) -> list[str]:
-    """Which of the listings covering a subject still list it (as in the snapshot: an
-    exclusion at least as narrow cuts a hole in a wider listing).
-
-    ``covering`` are the active, unexpired listings that cover the subject.
-    """
-    holes = [_specificity(row) for row in covering if row.exclude]
-    return [row.subject for row in covering
-            if not row.exclude and not any(hole >= _specificity(row) for hole in holes)]
 
 
 def next_steps(email: str) -> str:

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rbl.addresses import DOMAIN, EXACT, Subject, parse_subject
+from rbl.addresses import BITS, DOMAIN, EXACT, Subject, parse_subject
 from rbl.errors import RblError, SubjectError
-from rbl.policy.classify import BITS, Classification
+from rbl.policy.classify import Classification
 
 ACTIONS = ("tenant_terminated", "tenant_suspended", "port25_blocked", "egress_quarantined", "credentials_reset",
            "false_positive")  # false_positive asks the operator for review; it is not remediation

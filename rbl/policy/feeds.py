@@ -19,7 +19,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,13 @@ def _object(value: Any, path: JsonPath) -> dict:
     return value
 
 
+def _objects(parent: dict, key: str, path: JsonPath) -> Iterator[tuple[JsonPath, dict]]:
+    """Each element of the array ``parent[key]`` (at ``path``), checked to be an object, with its own path."""
+    for i, item in enumerate(_need(parent, key, path, list)):
+        where = (*path, key, i)
+        yield where, _object(item, where)
+
+
 def _labels(obj: dict, keys: tuple[str, ...], path: JsonPath, rename: Mapping[str, str] | None = None) -> dict[str, Label]:
     """The string attributes of ``obj`` under ``keys``; absent or empty ones left out."""
     labels: dict[str, Label] = {}
@@ -256,8 +263,8 @@ def _decode(content: bytes, display: str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _json_feed(walk: Callable[[Any], list[FeedEntry]]) -> Callable[[bytes, str], list[FeedEntry]]:
-    """A parser from a walker over the decoded JSON: errors get the file and line."""
+def _json_feed(walk: Callable[[dict], list[FeedEntry]]) -> Callable[[bytes, str], list[FeedEntry]]:
+    """A parser from a walker over the decoded JSON's top-level object: errors get the file and line."""
 
     def parse(content: bytes, display: str) -> list[FeedEntry]:
         text = _decode(content, display)
@@ -268,7 +275,7 @@ def _json_feed(walk: Callable[[Any], list[FeedEntry]]) -> Callable[[bytes, str],
         except RecursionError:
             raise ConfigError("not valid JSON: nested too deeply", display) from None
         try:
-            return walk(data)
+            return walk(_object(data, ()))
         except _Bad as bad:
             raise ConfigError(bad.message, display, _json_line(text, bad.path)) from None
 
@@ -281,14 +288,11 @@ def _json_feed(walk: Callable[[Any], list[FeedEntry]]) -> Callable[[bytes, str],
 _AWS_KEYS = ("service", "region", "network_border_group")
 
 
-def _aws(data: Any) -> list[FeedEntry]:
+def _aws(top: dict) -> list[FeedEntry]:
     """AWS ``ip-ranges.json``: ``prefixes[].ip_prefix`` and ``ipv6_prefixes[].ipv6_prefix``."""
-    top = _object(data, ())
     out: list[FeedEntry] = []
     for key, field, want in (("prefixes", "ip_prefix", IP4), ("ipv6_prefixes", "ipv6_prefix", IP6)):
-        for i, item in enumerate(_need(top, key, (), list)):
-            path = (key, i)
-            item = _object(item, path)
+        for path, item in _objects(top, key, ()):
             kind, net, plen = _cidr_field(item, field, path, want)
             _need(item, "service", path)
             _need(item, "region", path)
@@ -296,13 +300,10 @@ def _aws(data: Any) -> list[FeedEntry]:
     return out
 
 
-def _gcp(data: Any) -> list[FeedEntry]:
+def _gcp(top: dict) -> list[FeedEntry]:
     """Google ``cloud.json`` and ``goog.json``: ``prefixes[]`` with ``ipv4Prefix`` or ``ipv6Prefix``."""
-    top = _object(data, ())
     out: list[FeedEntry] = []
-    for i, item in enumerate(_need(top, "prefixes", (), list)):
-        path = ("prefixes", i)
-        item = _object(item, path)
+    for path, item in _objects(top, "prefixes", ()):
         if ("ipv4Prefix" in item) == ("ipv6Prefix" in item):
             which = "both ipv4Prefix and" if "ipv4Prefix" in item else "neither ipv4Prefix nor"
             raise _Bad(f"{_where(path)}: has {which} ipv6Prefix", path)
@@ -312,13 +313,10 @@ def _gcp(data: Any) -> list[FeedEntry]:
     return out
 
 
-def _azure(data: Any) -> list[FeedEntry]:
+def _azure(top: dict) -> list[FeedEntry]:
     """Azure Service Tags: ``values[].properties.addressPrefixes[]``, one entry per prefix per tag."""
-    top = _object(data, ())
     out: list[FeedEntry] = []
-    for i, tag in enumerate(_need(top, "values", (), list)):
-        path = ("values", i)
-        tag = _object(tag, path)
+    for path, tag in _objects(top, "values", ()):
         name = _need(tag, "name", path)
         props = _need(tag, "properties", path, dict)
         ppath = (*path, "properties")
@@ -330,17 +328,12 @@ def _azure(data: Any) -> list[FeedEntry]:
     return out
 
 
-def _oracle(data: Any) -> list[FeedEntry]:
+def _oracle(top: dict) -> list[FeedEntry]:
     """Oracle ``public_ip_ranges.json``: ``regions[].cidrs[].{cidr, tags[]}``."""
-    top = _object(data, ())
     out: list[FeedEntry] = []
-    for i, region in enumerate(_need(top, "regions", (), list)):
-        path = ("regions", i)
-        region = _object(region, path)
+    for path, region in _objects(top, "regions", ()):
         name = _need(region, "region", path)
-        for j, item in enumerate(_need(region, "cidrs", path, list)):
-            cpath = (*path, "cidrs", j)
-            item = _object(item, cpath)
+        for cpath, item in _objects(region, "cidrs", path):
             kind, net, plen = _cidr_field(item, "cidr", cpath, None)
             tags = _need(item, "tags", cpath, list, required=False) or []
             for k, tag in enumerate(tags):
@@ -357,9 +350,8 @@ def _oracle(data: Any) -> list[FeedEntry]:
 _GITHUB_NOT_CIDRS = frozenset({"ssh_keys", "ssh_key_fingerprints", "domains", "verifiable_password_authentication"})
 
 
-def _github(data: Any) -> list[FeedEntry]:
+def _github(top: dict) -> list[FeedEntry]:
     """GitHub ``api.github.com/meta``: every CIDR list, labelled with its key (``actions``)."""
-    top = _object(data, ())
     out: list[FeedEntry] = []
     for key, values in top.items():
         if key in _GITHUB_NOT_CIDRS or type(values) is not list:
@@ -368,9 +360,8 @@ def _github(data: Any) -> list[FeedEntry]:
     return out
 
 
-def _fastly(data: Any) -> list[FeedEntry]:
+def _fastly(top: dict) -> list[FeedEntry]:
     """Fastly ``public-ip-list``: ``addresses[]`` and ``ipv6_addresses[]``."""
-    top = _object(data, ())
     out: list[FeedEntry] = []
     _cidr_list(_need(top, "addresses", (), list), ("addresses",), {}, out, IP4)
     _cidr_list(_need(top, "ipv6_addresses", (), list), ("ipv6_addresses",), {}, out, IP6)

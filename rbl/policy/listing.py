@@ -67,17 +67,6 @@ def parse_duration(text: str) -> dt.timedelta | None:
     return dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
 
 
-def format_duration(delta: dt.timedelta | None) -> str:
-    """The shortest exact text :func:`parse_duration` reads back: ``7d``, ``36h``, ``never``."""
-    if delta is None:
-        return "never"
-    seconds = int(delta.total_seconds())
-    for unit in ("w", "d", "h", "m"):
-        if seconds and seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
-
-
 @dataclass(frozen=True)
 class Expiry:
     """How long listings live, and how repeat offenders live longer."""
@@ -146,13 +135,6 @@ class ListingPolicy:
     escalation: Escalation = field(default_factory=Escalation)
     remediation: Remediation = field(default_factory=Remediation)
     delisting: Delisting = field(default_factory=Delisting)
-
-    @property
-    def default_expiry(self) -> dt.timedelta | None:
-        return self.expiry.default
-
-    def code(self, name: str) -> str:
-        return self.codes[name]
 
 
 def _duration(node: yamlfile.Located, key: str, default, allow_never: bool = False):

@@ -70,6 +70,7 @@ from fractions import Fraction
 import numpy as np
 
 from rbl.policy.listing import Remediation
+from rbl.store.cases import NONE
 
 COOPERATIVE, NEUTRAL, NEGLIGENT = "cooperative", "neutral", "negligent"
 TIERS = (COOPERATIVE, NEUTRAL, NEGLIGENT)
@@ -248,7 +249,6 @@ def tiers(cases: Iterable[Case], rules: Remediation, now: dt.datetime, vendors: 
     return {vendor: score_vendor(vendor, by_vendor.get(vendor, ()), rules, now) for vendor in vendors}
 
 
-NONE = -(1 << 62)  # "no such time" in the arrays of :func:`score_arrays`
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _US = dt.timedelta(microseconds=1)
 
@@ -264,8 +264,8 @@ def score_arrays(vendor: np.ndarray, opened: np.ndarray, remediated: np.ndarray,
     """:func:`tiers` over columns instead of :class:`Case` objects: the compile's fast twin.
 
     Row ``i`` is a case of ``vendors[vendor[i]]`` (``vendor[i] < 0``: nobody's);
-    times are int64 microseconds since the epoch, :data:`NONE` where there is
-    none; ``disputed`` marks false positives. Same definitions, same numbers.
+    times are int64 microseconds since the epoch, :data:`rbl.store.cases.NONE`
+    where there is none; ``disputed`` marks false positives. Same definitions, same numbers.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime (UTC)")

@@ -11,10 +11,11 @@ Tiers come from the vendors' cases (:mod:`rbl.policy.remediation`); a case is a
 single listed address in a vendor's range (the range deciding the address: an
 operator exclusion inside a vendor's range is nobody's space), opened at the
 listing's first_seen, remediated and relisted at the times the store records,
-disputed by a false_positive report. Here the cases come as columns, counted
-with numpy: a compile over a million listings cannot afford an object per case.
-:func:`rbl.store.evidence.vendor_cases` builds the same cases one by one, the
-slow twin tests hold this to.
+disputed by a false_positive report. Here the cases come as columns
+(:class:`rbl.store.cases.CaseColumns`, as the store reads them), counted with
+numpy: a compile over a million listings cannot afford an object per case.
+:func:`rbl.explain.vendor_cases` builds the same cases one by one, the slow
+twin tests hold this to.
 
 Density, for a negligent vendor's shared range: the listed units in it over
 the units it holds, where a unit is one address in IPv4 and one
@@ -32,29 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rbl.addresses import IP4
-from rbl.policy.classify import BITS, SHARED, Classification
+from rbl.addresses import BITS, IP4
+from rbl.policy.classify import SHARED, Classification
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, Score, score_arrays
-
-
-@dataclass(frozen=True)
-class CaseColumns:
-    """Single listed addresses of one family as columns (see :func:`score_arrays` for times)."""
-
-    kind: str
-    addresses: np.ndarray  # int64 for IPv4, Python ints (object) for IPv6
-    opened: np.ndarray
-    remediated: np.ndarray
-    relisted: np.ndarray
-    disputed: np.ndarray  # bool
-    active: np.ndarray  # bool: listed now (not expired, not removed)
-
-    @classmethod
-    def empty(cls, kind: str) -> CaseColumns:
-        times = np.zeros(0, dtype=np.int64)
-        flags = np.zeros(0, dtype=bool)
-        return cls(kind, np.zeros(0, dtype=np.int64 if kind == IP4 else object), times, times, times, flags, flags)
+from rbl.store.cases import CaseColumns
 
 
 def range_ids(classification: Classification, kind: str, addresses: np.ndarray) -> np.ndarray:

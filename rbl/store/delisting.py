@@ -3,21 +3,34 @@
 Opening a request changes no answer. Closing one as ``delisted`` removes the
 requested subject's listing through :meth:`ListingStore.remove_in` (the same
 rows and audit entries as ``rbl listing remove``) in the transaction that
-closes it, and refuses when a wider listing would still list the subject.
+closes it, and refuses when a wider listing would still list the subject
+(:func:`still_listing`: how exclusions cut holes in listings, a fact of the
+listings themselves, not a rule of the policy). The request comes checked by
+:func:`rbl.policy.delisting.parse_request`.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
-from rbl.addresses import Subject, parse_subject
+from rbl.addresses import BOTH, DOMAIN, EXACT, SUBDOMAINS, Subject, parse_subject
 from rbl.errors import StoreError
-from rbl.policy.delisting import Request, still_listing
-from rbl.store.listings import ListingStore, timestamp
+from rbl.store.database import append_audit, timestamp
+from rbl.store.listings import ListingStore
 
 _COLUMNS = ("id, zone, subject, reason, email, client, listed_as, created_at, state, resolution, note, "
             "closed_at, closed_by")
+
+
+class Request(Protocol):
+    """What a requester asked, as the store queues it (:class:`rbl.policy.delisting.Request`)."""
+
+    subject: Subject
+    zone: str
+    reason: str
+    email: str
 
 
 class NoSuchRequest(StoreError):
@@ -59,9 +72,7 @@ class DelistRequest:
 
 def _audit(conn, stamp: str, actor: str, action: str, before: DelistRequest | None, after: DelistRequest) -> None:
     # No subject: a request changes no DNS answer, so the server's patcher skips the row.
-    conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, NULL, ?, ?)",
-                 [stamp, actor, action, json.dumps(before.audited()) if before else None,
-                  json.dumps(after.audited())])
+    append_audit(conn, [(stamp, actor, action, None, before.audited() if before else None, after.audited())])
 
 
 class DelistStore:
@@ -143,3 +154,22 @@ class DelistStore:
     def _covering(self, zone: str, subject: Subject, stamp: str) -> list:
         return [row for row in self.store.show(subject, zone=zone)
                 if row.expires_at is None or row.expires_at > stamp]
+
+
+def _specificity(row) -> tuple:
+    """How narrowly a listing covers: the longer prefix, or for domains the deeper and narrower name."""
+    if row.kind != DOMAIN:
+        return (row.plen,)
+    base = parse_subject(row.subject)
+    return (base.domain.count("."), {EXACT: 2, SUBDOMAINS: 1, BOTH: 0}[base.cover])
+
+
+def still_listing(covering: list) -> list[str]:
+    """Which of the listings covering a subject still list it (as in the snapshot: an
+    exclusion at least as narrow cuts a hole in a wider listing).
+
+    ``covering`` are the active, unexpired listings that cover the subject.
+    """
+    holes = [_specificity(row) for row in covering if row.exclude]
+    return [row.subject for row in covering
+            if not row.exclude and not any(hole >= _specificity(row) for hole in holes)]

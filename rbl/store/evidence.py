@@ -1,15 +1,22 @@
-"""Evidence submissions in the store: all items of one submission, or none; retries answered once."""
+"""Evidence submissions in the store: all items of one submission, or none; retries answered once.
+
+The items come checked by :func:`rbl.policy.evidence.parse_items`; what accepted
+evidence does to listings (which zones, which space is shared, how long a
+remediated listing lasts) comes in as a :class:`Remediation` the caller builds
+from the policy.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from rbl.addresses import BITS, Subject
 from rbl.errors import StoreError
-from rbl.policy.evidence import Item
-from rbl.store.listings import ListingStore, timestamp
+from rbl.store.database import append_audit, timestamp
+from rbl.store.listings import ListingStore
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,16 @@ class Remediation:
     zones: tuple[str, ...]
     shared: Callable[[str, int], bool]  # (kind, address) -> in shared space
     lasts: dt.timedelta  # expiry.remediated: the listing ends this long after the vendor acted
+
+
+class EvidenceItem(Protocol):
+    """One evidence item as the store keeps it (:class:`rbl.policy.evidence.Item`)."""
+
+    subject: Subject  # an address or CIDR
+    action: str
+    reference: str
+    acted_at: dt.datetime
+    identity: str | None
 
 
 class IdempotencyConflict(StoreError):
@@ -38,7 +55,7 @@ class EvidenceStore:
     def __init__(self, store: ListingStore):
         self.store = store
 
-    def submit(self, vendor: str, token_id: int, items: list[Item], body_hash: str, actor: str,
+    def submit(self, vendor: str, token_id: int, items: list[EvidenceItem], body_hash: str, actor: str,
                idempotency_key: str | None = None, remediation: Remediation | None = None) -> Submission:
         """Store one submission in one transaction, with an audit row per item.
 
@@ -72,8 +89,7 @@ class EvidenceStore:
                     [submission, vendor, subject.text, subject.kind, subject.packed, subject.plen, item.action,
                      item.reference, record["acted_at"], item.identity, stamp])
                 ids.append(cursor.lastrowid)
-                conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
-                             [stamp, actor, "evidence", subject.text, None, json.dumps(record)])
+                append_audit(conn, [(stamp, actor, "evidence", subject.text, None, record)])
                 if remediation is not None:
                     if item.action == "false_positive":
                         self._dispute(conn, item, remediation, stamp, actor)
@@ -81,10 +97,10 @@ class EvidenceStore:
                         self._remediate(conn, item, remediation, stamp, actor)
         return Submission(submission, vendor, len(items), ids, False)
 
-    def _covered(self, item: Item, zones: tuple[str, ...], stamp: str) -> list:
+    def _covered(self, item: EvidenceItem, zones: tuple[str, ...], stamp: str) -> list:
         """The active single-address listings in ``zones`` that the item's subject covers."""
         subject = item.subject
-        bits = 32 if subject.kind == "ip4" else 128
+        bits = BITS[subject.kind]
         width = bits // 8
         lo = subject.net.to_bytes(width, "big")
         hi = (subject.net | ((1 << (bits - subject.plen)) - 1)).to_bytes(width, "big")
@@ -94,7 +110,7 @@ class EvidenceStore:
             "AND exclude = 0 AND state = 'active' AND (expires_at IS NULL OR expires_at > ?)",
             [*zones, subject.kind, lo, hi, bits, stamp])
 
-    def _remediate(self, conn, item: Item, remediation: Remediation, stamp: str, actor: str) -> None:
+    def _remediate(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> None:
         """DESIGN section 4: shared space, evidence accepted for this address: throttle until the
         shortened expiry (acted_at + expiry.remediated), then gone. Other space is not touched."""
         acted = timestamp(item.acted_at)
@@ -109,10 +125,9 @@ class EvidenceStore:
             conn.execute("UPDATE listings SET code = 'throttle', remediated_at = ?, expires_at = ? WHERE id = ?",
                          [when, expires, old.id])
             after = dict(old.as_dict(), code="throttle", remediated_at=when, expires_at=expires)
-            conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
-                         [stamp, actor, "remediate", old.subject, json.dumps(old.as_dict()), json.dumps(after)])
+            append_audit(conn, [(stamp, actor, "remediate", old.subject, old.as_dict(), after)])
 
-    def _dispute(self, conn, item: Item, remediation: Remediation, stamp: str, actor: str) -> None:
+    def _dispute(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> None:
         """A false positive report: the case leaves the vendor's score until the operator reviews
         it; the listing itself stays (only the operator delists)."""
         for old in self._covered(item, remediation.zones, stamp):
@@ -120,42 +135,4 @@ class EvidenceStore:
                 continue
             conn.execute("UPDATE listings SET disputed_at = ? WHERE id = ?", [stamp, old.id])
             after = dict(old.as_dict(), disputed_at=stamp)
-            conn.execute("INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
-                         [stamp, actor, "dispute", old.subject, json.dumps(old.as_dict()), json.dumps(after)])
-
-    def of_vendor(self, vendor: str) -> list[dict]:
-        rows = self.store.db.execute(
-            "SELECT id, submission, subject, action, reference, acted_at, identity, received_at FROM evidence "
-            "WHERE vendor = ? ORDER BY id", [vendor])
-        keys = ("id", "submission", "subject", "action", "reference", "acted_at", "identity", "received_at")
-        return [dict(zip(keys, row)) for row in rows]
-
-
-def vendor_cases(store: ListingStore, classification, vendor: str, zones: tuple[str, ...],
-                 since: dt.datetime) -> tuple[list, list]:
-    """The vendor's cases first seen since ``since``, one by one, and the listings they come from.
-
-    The slow twin of :func:`rbl.policy.standing.vendor_scores` (which counts the same
-    cases as columns): a case is a single listed address, expired or not, whose
-    deciding range in ``classification`` is the vendor's.
-    """
-    from rbl.policy.remediation import Case
-    from rbl.store.listings import parse_timestamp
-
-    def moment(text: str | None) -> dt.datetime | None:
-        return parse_timestamp(text) if text is not None else None
-
-    marks = ",".join("?" * len(zones))
-    rows = store._rows(
-        f"WHERE zone IN ({marks}) AND exclude = 0 AND first_seen >= ? "
-        "AND ((kind = 'ip4' AND plen = 32) OR (kind = 'ip6' AND plen = 128)) ORDER BY id",
-        [*zones, timestamp(since)])
-    cases, listings = [], []
-    for row in rows:
-        found = classification.find(row.kind, int.from_bytes(row.net, "big"))
-        if found is None or found.vendor != vendor:
-            continue
-        cases.append(Case(vendor, row.subject, parse_timestamp(row.first_seen), moment(row.remediated_at),
-                          moment(row.relisted_at), row.disputed_at is not None))
-        listings.append(row)
-    return cases, listings
+            append_audit(conn, [(stamp, actor, "dispute", old.subject, old.as_dict(), after)])

@@ -1,25 +1,23 @@
-"""Listings: add, remove, show and import, each one transaction with its audit rows."""
+"""Listings: add, remove, show and import, each one transaction with its audit rows.
+
+:class:`ListingStore` is the :class:`~rbl.store.database.Database` with the
+listing queries: what the compiler and the patcher read, and the only writes
+to the listings table. How long a relisted subject lives is the policy's rule;
+it comes in as ``repeat`` (any :class:`Lifetimes`), never imported from above.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Protocol
 
-import sqlite_utils
-
-from rbl.addresses import DOMAIN, Subject, parse_subject
+from rbl.addresses import BITS, DOMAIN, Subject, parse_subject
 from rbl.errors import StoreError
-from rbl.policy.listing import Expiry
-from rbl.store.schema import migrate
-
-Clock = Callable[[], dt.datetime]
-
-CHANGES_LIMIT = 2000  # past this many audit rows, a change is recompiled whole
+from rbl.store.cases import CaseColumns, case_columns
+from rbl.store.database import Database, append_audit, parse_timestamp, timestamp
 
 # The same words as the listings_singles index, so SQLite uses it.
 _SINGLE_IP4 = "kind = 'ip4' AND plen = 32 AND exclude = 0"
@@ -28,15 +26,6 @@ _COLUMNS = (
     "zone subject kind net plen exclude code txt category reason source "
     "first_seen last_seen hits expires_at state lifetime remediated_at relisted_at disputed_at"
 ).split()
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def timestamp(moment: dt.datetime) -> str:
-    """The store's time format: ISO 8601 UTC to the second, sortable as text."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)
@@ -84,56 +73,16 @@ class Entry:
     line: int | None = None
 
 
-class ListingStore:
-    """The one owner of writes to the listing database."""
+class Lifetimes(Protocol):
+    """The policy's expiry rules as :meth:`ListingStore.add` uses them (:class:`rbl.policy.listing.Expiry`)."""
 
-    def __init__(self, path: str | Path, clock: Clock = utcnow):
-        self.path = str(path)
-        self.clock = clock
-        try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self.db = sqlite_utils.Database(conn)
-            # Autocommit, with explicit BEGIN IMMEDIATE in transaction(): an import is
-            # all lines or none, and sqlite3's implicit transactions would split it.
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            migrate(self.db)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open the listing store: {exc}") from None
+    def lifetime(self, previous: dt.timedelta | None, ended: dt.datetime | None, now: dt.datetime,
+                 requested: dt.timedelta | None) -> dt.timedelta | None:
+        """The lifetime of a listing made ``now`` whose last listing lived ``previous`` and ended at ``ended``."""
 
-    def close(self) -> None:
-        self.db.conn.close()
 
-    @contextmanager
-    def transaction(self, answers: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; bumps the generation so servers see the change.
-
-        ``answers=False``: the change cannot change any DNS answer (a delisting
-        request), so servers need not build a snapshot for it.
-        """
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            if answers:
-                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def generation(self) -> int:
-        return self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
-
-    def next_serial(self, at_least: int) -> int:
-        """A snapshot serial larger than every one handed out before, and >= at_least."""
-        with self.db.conn as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            (last,) = conn.execute("SELECT value FROM meta WHERE key = 'serial'").fetchone()
-            serial = max(last + 1, at_least) % 2**32
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'serial'", [serial])
-        return serial
+class ListingStore(Database):
+    """The database, with the listing queries: the one owner of writes to the listings table."""
 
     # -- reads ---------------------------------------------------------------
 
@@ -189,7 +138,7 @@ class ListingStore:
 
     def overlapping(self, zone: str, kind: str, net: int, plen: int, now: dt.datetime) -> list[tuple]:
         """Served listings around or inside the CIDR net/plen, as :meth:`serving` rows."""
-        bits = 32 if kind == "ip4" else 128
+        bits = BITS[kind]
         width = bits // 8
         # INDEXED BY: SQLite's planner prefers the serving index and scans a million rows.
         served = ("SELECT kind, net, plen, subject, exclude, code, txt FROM listings INDEXED BY listings_net "
@@ -210,23 +159,6 @@ class ListingStore:
         rows = self.db.execute(served + f"AND net IN ({marks}) AND plen < ?", head + [*around, plen]).fetchall()
         return inside + [row for row in rows if row[2] in around[row[1]]]
 
-    def audit_mark(self) -> int:
-        """The newest audit row's id: changes after it are newer than what was read next."""
-        return self.db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
-
-    def changes_since(self, audit_id: int) -> tuple[int, list[str] | None]:
-        """The newest audit id and the subjects changed after ``audit_id``.
-
-        None instead of the list when more than CHANGES_LIMIT changed: recompile all.
-        """
-        newest = self.audit_mark()
-        if newest - audit_id > CHANGES_LIMIT:
-            return newest, None
-        # Rows without a subject (tokens, settings) change no answer.
-        rows = self.db.execute("SELECT DISTINCT subject FROM audit WHERE id > ? AND id <= ? AND subject IS NOT NULL",
-                               [audit_id, newest])
-        return newest, [subject for (subject,) in rows]
-
     def serving_singles(self, zone: str, now: dt.datetime) -> list[tuple[str | None, str | None, bytes]]:
         """Single IPv4 listings in bulk: (code, txt, packed addresses) per distinct value.
 
@@ -243,7 +175,7 @@ class ListingStore:
 
     def count_units(self, zone: str, kind: str, net: int, plen: int, unit: int, now: dt.datetime) -> int:
         """Distinct /``unit`` prefixes among the single addresses listed in net/plen now."""
-        bits = 32 if kind == "ip4" else 128
+        bits = BITS[kind]
         width = bits // 8
         whole = unit >= bits or unit % 8 == 0
         key = "net" if unit >= bits else f"substr(net, 1, {unit // 8})" if whole else "net"
@@ -258,63 +190,17 @@ class ListingStore:
         return len({int.from_bytes(n, "big") >> (bits - unit) for (n,) in rows})  # a prefix off byte bounds
 
     def case_columns(self, zones: Sequence[str], since: dt.datetime, now: dt.datetime,
-                     active: bool = False) -> list:
-        """Single listed addresses first seen since ``since`` in ``zones``, expired ones too, as
-        :class:`rbl.policy.standing.CaseColumns` per family: every vendor's cases are among them.
+                     active: bool = False) -> list[CaseColumns]:
+        """:func:`rbl.store.cases.case_columns` of this store."""
+        return case_columns(self.db, zones, since, now, active)
 
-        One scan of a covering index for what every case has (address, first_seen;
-        with ``active``, whether it is listed now), and one for the few that the vendor
-        acted on or disputed. SQLite concatenates fixed-width fields and numpy reads
-        them, so a million cases cost no Python object each (about 1 s).
-        """
-        import numpy as np
-
-        from rbl.policy.remediation import NONE
-        from rbl.policy.standing import CaseColumns
-
-        out = []
-        flag = "(state = 'active' AND (expires_at IS NULL OR expires_at > ?))"
-        for kind, bits in (("ip4", 32), ("ip6", 128)):
-            width = bits // 4 + 20 + active  # hex address, first_seen, the flag
-            parts = []
-            for zone in zones:
-                where = ("FROM listings INDEXED BY listings_cases "
-                         "WHERE zone = ? AND kind = ? AND plen = ? AND exclude = 0 AND first_seen >= ?")
-                args = [zone, kind, bits, timestamp(since)]
-                (packed,) = self.db.execute(
-                    f"SELECT group_concat(hex(net) || first_seen{' || ' + flag if active else ''}, '') {where}",
-                    [timestamp(now)] * active + args).fetchone()
-                if not packed:
-                    continue
-                rows = np.frombuffer(packed.encode("ascii"), dtype=np.uint8).reshape(-1, width)
-                hexes = rows[:, :bits // 4].tobytes()
-                if kind == "ip4":
-                    addresses = np.frombuffer(bytes.fromhex(hexes.decode()), dtype=">u4").astype(np.int64)
-                else:
-                    raw = bytes.fromhex(hexes.decode())
-                    addresses = np.array([int.from_bytes(raw[i:i + 16], "big") for i in range(0, len(raw), 16)],
-                                         dtype=object)
-                opened = epoch_microseconds(rows[:, bits // 4:bits // 4 + 20].tobytes().decode())
-                listed = rows[:, -1] == ord("1") if active else np.ones(len(rows), dtype=bool)
-                remediated, relisted = np.full(len(rows), NONE), np.full(len(rows), NONE)
-                disputed = np.zeros(len(rows), dtype=bool)
-                acted = self.db.execute(
-                    f"SELECT net, remediated_at, relisted_at, disputed_at IS NOT NULL {where} "
-                    "AND (remediated_at IS NOT NULL OR relisted_at IS NOT NULL OR disputed_at IS NOT NULL)",
-                    args).fetchall()
-                if acted:
-                    # Subjects are unique in a zone: find each acted-on address among them.
-                    order = np.argsort(addresses, kind="stable")
-                    keys = np.array([int.from_bytes(r[0], "big") for r in acted], dtype=addresses.dtype)
-                    where_at = order[np.searchsorted(addresses[order], keys)]
-                    text = "".join((r[1] or _NO_TIME) + (r[2] or _NO_TIME) for r in acted)
-                    both = epoch_microseconds(text).reshape(-1, 2)
-                    remediated[where_at], relisted[where_at] = both[:, 0], both[:, 1]
-                    disputed[where_at] = [bool(r[3]) for r in acted]
-                parts.append((addresses, opened, remediated, relisted, disputed, listed))
-            if parts:
-                out.append(CaseColumns(kind, *(np.concatenate([p[i] for p in parts]) for i in range(6))))
-        return out
+    def case_rows(self, zones: Sequence[str], since: dt.datetime) -> list[Listing]:
+        """The listings :meth:`case_columns` reads, one row each, by id: the slow twin's input."""
+        marks = ",".join("?" * len(zones))
+        return self._rows(
+            f"WHERE zone IN ({marks}) AND exclude = 0 AND first_seen >= ? "
+            "AND ((kind = 'ip4' AND plen = 32) OR (kind = 'ip6' AND plen = 128)) ORDER BY id",
+            [*zones, timestamp(since)])
 
     def next_expiry(self, now: dt.datetime) -> str | None:
         """When the next active listing expires, so a server recompiles then."""
@@ -337,7 +223,7 @@ class ListingStore:
         source: str | None = None,
         expires: dt.timedelta | None = None,
         action: str = "add",
-        repeat: Expiry | None = None,
+        repeat: Lifetimes | None = None,
     ) -> tuple[int, int]:
         """Add or refresh listings in one transaction; return (added, refreshed).
 
@@ -400,18 +286,14 @@ class ListingStore:
             )
             added += old is None or old.state != "active"
             rows.append([getattr(new, c) for c in _COLUMNS])
-            audits.append([stamp, actor, action, text,
-                           json.dumps(old.as_dict()) if old else None, json.dumps(new.as_dict())])
+            audits.append((stamp, actor, action, text, old.as_dict() if old else None, new.as_dict()))
         sets = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("zone", "subject"))
         conn.executemany(
             f"INSERT INTO listings ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
             f"ON CONFLICT (zone, subject) DO UPDATE SET {sets}",
             rows,
         )
-        conn.executemany(
-            "INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, ?, ?, ?)",
-            audits,
-        )
+        append_audit(conn, audits)
         return added, len(by_subject) - added
 
     def remove(self, subjects: Iterable[Subject], *, zone: str, actor: str) -> int:
@@ -433,49 +315,13 @@ class ListingStore:
                 raise StoreError(f"{subject.text} is not listed in {zone}")
             conn.execute("UPDATE listings SET state = 'removed', last_seen = ? WHERE id = ?", [stamp, old.id])
             after = dict(old.as_dict(), state="removed", last_seen=stamp)
-            conn.execute(
-                "INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, 'remove', ?, ?, ?)",
-                [stamp, actor, old.subject, json.dumps(old.as_dict()), json.dumps(after)],
-            )
+            append_audit(conn, [(stamp, actor, "remove", old.subject, old.as_dict(), after)])
             count += 1
         return count
 
 
-_NO_TIME = "0000-00-00T00:00:00Z"  # NULL, in the store's fixed-width time format
-
-
-def epoch_microseconds(text: str):
-    """Concatenated store timestamps (20 characters each) as int64 microseconds since the
-    epoch, ``remediation.NONE`` for :data:`_NO_TIME`: :func:`parse_timestamp` for a million
-    at once, in numpy (days from the civil date, as in H. Hinnant's chrono algorithms)."""
-    import numpy as np
-
-    from rbl.policy.remediation import NONE
-
-    digits = np.frombuffer(text.encode("ascii"), dtype=np.uint8).reshape(-1, 20)
-
-    def number(lo: int, hi: int) -> np.ndarray:
-        value = np.zeros(len(digits), dtype=np.int64)
-        for i in range(lo, hi):
-            value = value * 10 + (digits[:, i].astype(np.int64) - 48)
-        return value
-
-    year, month, day = number(0, 4), number(5, 7), number(8, 10)
-    seconds = number(11, 13) * 3600 + number(14, 16) * 60 + number(17, 19)
-    y = year - (month <= 2)
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * np.where(month > 2, month - 3, month + 9) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return np.where(year == 0, NONE, (days * 86400 + seconds) * 1_000_000)
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-
-
 def _lifetime(old: Listing | None, now: dt.datetime, stamp: str, requested: dt.timedelta | None,
-              repeat: Expiry | None) -> dt.timedelta | None:
+              repeat: Lifetimes | None) -> dt.timedelta | None:
     """How long a listing made now lives (None: never)."""
     if old is None or requested is None:
         return requested

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import asdict, dataclass
 
 from rbl.errors import StoreError
-from rbl.store.listings import ListingStore, timestamp
+from rbl.store.database import Database, append_audit, timestamp
 
 PREFIX = "rbl_"
 HINT_LENGTH = 8
@@ -59,9 +58,9 @@ def token_hash(text: str) -> str:
 
 
 class TokenStore:
-    """Tokens in the listing store's database, written through its transactions."""
+    """Tokens in the store's database, written through its transactions (a ListingStore is one too)."""
 
-    def __init__(self, store: ListingStore):
+    def __init__(self, store: Database):
         self.store = store
 
     # -- reads ---------------------------------------------------------------
@@ -158,7 +157,5 @@ def _article(scope: str) -> str:
 
 
 def _audit(conn, stamp: str, actor: str, action: str, before: Token | None, after: Token) -> None:
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, subject, before, after) VALUES (?, ?, ?, NULL, ?, ?)",
-        [stamp, actor, action, json.dumps(before.as_dict()) if before else None, json.dumps(after.as_dict())],
-    )
+    # No subject: a token changes no DNS answer, so the server's patcher skips the row.
+    append_audit(conn, [(stamp, actor, action, None, before.as_dict() if before else None, after.as_dict())])

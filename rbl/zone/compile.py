@@ -14,11 +14,11 @@ from array import array
 
 import numpy as np
 
-from rbl.addresses import DOMAIN, EXACT, IP4, IP6, SUBDOMAINS, Subject, parse_domain
+from rbl.addresses import BITS, DOMAIN, EXACT, IP4, IP6, SUBDOMAINS, Subject, parse_domain
 from rbl.errors import RblError, SnapshotError
-from rbl.intervals import flatten, overlay_points
-from rbl.policy.classify import BITS, Classification
-from rbl.policy.decide import EXCLUSION, Window, compress, decide_window
+from rbl.intervals import compress, flatten, overlay_points
+from rbl.policy.classify import Classification
+from rbl.policy.decide import EXCLUSION, Window, decide_window
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.standing import Standing, dense_ranges, range_ids
 from rbl.zone.config import CLOUD_CODES, MALFORMED_CODE, ZoneConfig

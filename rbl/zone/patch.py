@@ -15,7 +15,7 @@ import datetime as dt
 from array import array
 from bisect import bisect_left, bisect_right
 
-from rbl.addresses import DOMAIN, IP4, IP6, parse_subject
+from rbl.addresses import BITS, DOMAIN, IP4, IP6, parse_subject
 from rbl.errors import SubjectError
 from rbl.policy.classify import Classification
 from rbl.policy.decide import Window, decide_window
@@ -148,7 +148,7 @@ def _decided_patches(store, zone: ZoneSnapshot, table: AnswerTable, kind: str, r
     vendor's dense ranges stay as the last full compile found them: density
     depends on a whole range, which the next full compile (on a timer) counts.
     """
-    bits = 32 if kind == IP4 else 128
+    bits = BITS[kind]
     prefix = policy.escalation.prefix(kind)
     widened = []
     for lo, hi, plen in ranges:

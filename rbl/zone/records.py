@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rbl.intervals import compress
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
 
 IP4_BITS = 32
@@ -89,18 +90,12 @@ def _blank(starts: list[int], values: list[int], lo: int, hi: int) -> tuple[np.n
     first, last = bisect_right(starts, lo - 1), bisect_right(starts, hi)
     new_starts = starts[:first] + [lo, hi] + starts[last:]
     new_values = values[:first] + [0, at_hi] + values[last:]
-    return _compress(np.array(new_starts, dtype=object), np.array(new_values, dtype=np.int64))
-
-
-def _compress(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    change = np.ones(len(values), dtype=bool)
-    change[1:] = values[1:] != values[:-1]
-    return starts[change], values[change]
+    return compress(np.array(new_starts, dtype=object), np.array(new_values, dtype=np.int64))
 
 
 def project(starts: np.ndarray, values: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Runs whose values are mapped through ``table`` (answer index -> key), merged where equal."""
-    return _compress(starts, table[values])
+    return compress(starts, table[values])
 
 
 # -- CIDRs ------------------------------------------------------------------------

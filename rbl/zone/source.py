@@ -15,8 +15,8 @@ import logging
 import time
 from pathlib import Path
 
+from rbl.addresses import BITS
 from rbl.errors import RblError
-from rbl.policy.classify import BITS
 from rbl.policy.remediation import NEGLIGENT
 from rbl.policy.standing import Standing, density_needed, vendor_scores
 from rbl.policy.vendors import Policy, load_policy, policy_files
