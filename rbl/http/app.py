@@ -238,7 +238,8 @@ class Api:
         subject = wanted.subject
         if subject.kind == DOMAIN or subject.plen == subject.bits:
             zones = [zone.config for zone in service.source.current.zones.values()]
-            found = explain(subject.text, service.store, zones, service.source.policy)["zones"][wanted.zone]
+            found = explain(subject.text, service.store, zones, service.source.policy,
+                            standing=service.source.standing)["zones"][wanted.zone]
             return {"codes": found["codes"],
                     "listings": [row["subject"] for row in found.get("listings", [])
                                  if not row.get("exclude")][:MAX_LISTED]}
