@@ -6,8 +6,6 @@ never an HTML page or a traceback.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import logging
 import math
@@ -329,10 +327,7 @@ class Api:
 
     async def vendor(self, request: web.Request) -> web.Response:
         """A vendor's record: score, tier and the numbers behind them, open cases, listings in its space."""
-        import numpy as np
-
-        from rbl.policy.remediation import NONE, microseconds
-        from rbl.policy.standing import range_ids, vendor_scores
+        from rbl.policy.standing import open_cases, vendor_scores
 
         name = request.match_info["vendor"]
         token = self._token(request)
@@ -350,17 +345,7 @@ class Api:
                       if zone.config.serves == "listings")
         columns = store.case_columns(zones, now - rules.window, now, active=True)
         score = vendor_scores(columns, policy.classification, policy.listing, now, [name])[name]
-        # Its cases not remediated (nor disputed), oldest first: what the vendor should act on.
-        vendor_ids = [i for i, r in enumerate(policy.classification.ranges) if r is not None and r.vendor == name]
-        open_cases, active = [], 0
-        for part in columns:
-            mine = np.isin(range_ids(policy.classification, part.kind, part.addresses), vendor_ids)
-            active += int((mine & part.active).sum())
-            unresolved = mine & ~part.disputed & ((part.remediated == NONE) | (part.remediated > microseconds(now)))
-            for i in np.flatnonzero(unresolved):
-                opened = dt.datetime.fromtimestamp(int(part.opened[i]) // 1_000_000, dt.timezone.utc)
-                open_cases.append((opened, str(ipaddress.ip_address(int(part.addresses[i]))), bool(part.active[i])))
-        open_cases.sort()
+        cases, active = open_cases(columns, policy.classification, name, now)
         info = policy.vendors[name]
         return web.json_response({
             "vendor": name, "title": info.title, "abuse": info.abuse or None,
@@ -369,7 +354,7 @@ class Api:
                       "recidivism_days": rules.recidivism.days, "min_cases": rules.min_cases,
                       "cooperative": rules.cooperative, "negligent": rules.negligent, "density": rules.density},
             "open_cases": [{"subject": subject, "opened_at": opened.isoformat(), "listed": listed,
-                            "overdue": now - opened > rules.sla} for opened, subject, listed in open_cases[:1000]],
+                            "overdue": now - opened > rules.sla} for opened, subject, listed in cases[:1000]],
             "listings": {"active": active, "in_window": score.cases},
         })
 
