@@ -1,7 +1,11 @@
 """The aiohttp application ``rbl serve --http`` runs beside the DNS workers.
 
 The routes are functions over the application's state (:func:`make_app`):
-:data:`SERVED`, the snapshot source, the routes' own store and the metrics.
+:data:`SERVED`, the snapshot source, the routes' own store and the metrics;
+:data:`READS`, threads with read connections of their own, where the heavy
+reads (lookups, the vendor view, what a delisting request is about) run off
+the event loop. Token checks and writes (listings, evidence, delisting
+requests) are short and run on the loop, on the routes' store.
 
 Every error is JSON, a message naming the problem (and the field or item), never
 an HTML page or a traceback: 4xx for the request, 503 before the first
@@ -10,13 +14,16 @@ snapshot, 500 for a crash (logged).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import math
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -34,14 +41,17 @@ from rbl.policy.vendors import Policy
 from rbl.store import ListingStore
 from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed
 from rbl.store.evidence import EvidenceStore, IdempotencyConflict, Remediation
-from rbl.store.listings import Entry
+from rbl.store.listings import Clock, Entry
 from rbl.store.tokens import Token, TokenStore
 from rbl.zone.config import ZoneConfig
 from rbl.zone.source import SnapshotSource
 
 log = logging.getLogger("rbl.http")
 
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+READ_THREADS = 2  # a vendor view (about 1 s at a million listings) leaves one for lookups
 
 
 @dataclass
@@ -53,7 +63,43 @@ class Served:
     metrics: Metrics
 
 
+class Reads:
+    """Heavy reads in a few threads, each on a connection of its own.
+
+    Not on the routes' store: its one sqlite3 connection has no lock
+    (check_same_thread=False only lifts sqlite3's check) and writes run on it
+    as explicit BEGIN IMMEDIATE ... COMMIT in autocommit mode, so a thread
+    reading on it while the loop is inside a write would read inside that
+    transaction (rows not committed yet, maybe rolled back) and share the
+    connection's cursors across threads. A connection per thread, in WAL mode,
+    reads the last commit without waiting for the writer, and sees every write
+    the loop committed before the read was handed over.
+    """
+
+    def __init__(self, path: str, clock: Clock, threads: int = READ_THREADS):
+        self._path, self._clock = path, clock
+        self._local = threading.local()
+        self._opened: list[ListingStore] = []
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rbl-http-read", initializer=self._open)
+
+    def _open(self) -> None:  # in each new thread
+        store = ListingStore(self._path, clock=self._clock)
+        self._local.store = store
+        self._opened.append(store)
+
+    async def run(self, read: Callable[[ListingStore], T]) -> T:
+        """``read(store)`` in a read thread, with that thread's store."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: read(self._local.store))
+
+    def close(self) -> None:
+        """Wait for the reads under way, then close their connections."""
+        self._pool.shutdown(wait=True)
+        for store in self._opened:
+            store.close()
+
+
 SERVED = web.AppKey("served", Served)
+READS = web.AppKey("reads", Reads)
 DELIST_LIMITER = web.AppKey("delist_limiter", RateLimiter)  # per client, in the primary's memory
 
 
@@ -112,13 +158,14 @@ async def read_json(request: web.Request) -> tuple[Any, bytes] | web.Response:
 
 async def lookup(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
-    served = request.app[SERVED]
-    current, policy, standing = served.source.current, served.source.policy, served.source.standing
+    source = request.app[SERVED].source
+    # Read once: the serial below is this snapshot's even if a new one is served during the await.
+    current, policy, standing = source.current, source.policy, source.standing
     if policy is None or current is None:
         return error(503, "no snapshot is being served yet")
     zones = [zone.config for zone in current.zones.values()]
     try:
-        result = explain(subject, served.store, zones, policy, standing=standing)
+        result = await request.app[READS].run(lambda store: explain(subject, store, zones, policy, standing=standing))
     except SubjectError as exc:
         return error(400, f"subject: {exc}", field="subject")
     result["serial"] = current.serial
@@ -276,7 +323,7 @@ async def delist_request(request: web.Request) -> web.Response:
     except DelistError as exc:
         return error(exc.status, str(exc), field=exc.field)
     zones = [zone.config for zone in current.zones.values()]
-    listed = listed_as(served.store, zones, policy, standing, wanted)
+    listed = await request.app[READS].run(lambda store: listed_as(store, zones, policy, standing, wanted))
     if not listed["codes"] and not listed["listings"]:
         return error(404, f"{wanted.subject.text} is not listed in {wanted.zone}: there is nothing to delist",
                      field="subject")
@@ -356,13 +403,12 @@ async def vendor(request: web.Request) -> web.Response:
         return token
     if token.scope == "vendor" and token.vendor != name:
         return error(403, "a vendor's token reads that vendor's record only")
-    served = request.app[SERVED]
-    source = served.source
+    source = request.app[SERVED].source
     policy = source.policy
     if policy is None or name not in policy.vendors:
         return error(404, f"no vendor {name!r} in the policy", field="vendor")
     zones = tuple(zone.config.origin for zone in source.current.zones.values() if zone.config.serves == "listings")
-    return web.json_response(vendor_record(served.store, policy, zones, name))
+    return web.json_response(await request.app[READS].run(lambda store: vendor_record(store, policy, zones, name)))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -379,9 +425,13 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(spec())
 
 
+async def _close_reads(app: web.Application) -> None:
+    app[READS].close()
+
+
 def make_app(service: Served | None) -> web.Application:
     """Every route of the API, answering from ``service``: kept in the application's state with
-    the delisting limiter.
+    the read threads (closed when the application is cleaned up) and the delisting limiter.
 
     ``service=None``: the routes without state, for comparing them with the OpenAPI
     document; only ``/openapi.json`` answers (the others crash into a 500).
@@ -389,7 +439,9 @@ def make_app(service: Served | None) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
     if service is not None:
         app[SERVED] = service
+        app[READS] = Reads(service.store.path, service.store.clock)
         app[DELIST_LIMITER] = RateLimiter()
+        app.on_cleanup.append(_close_reads)
     app.router.add_get("/v1/lookup/{subject}", lookup)
     app.router.add_post("/v1/evidence", evidence)
     app.router.add_post("/v1/listings", listings)
