@@ -115,3 +115,26 @@ def dense_ranges(kind: str, points: np.ndarray, pids: np.ndarray, classification
         if counts[rid] >= density_needed(classification.ranges[rid], policy):
             dense[rid] = True
     return dense
+
+
+def open_cases(columns: list[CaseColumns], classification: Classification, vendor: str,
+               now: dt.datetime) -> tuple[list[tuple[dt.datetime, str, bool]], int]:
+    """What ``vendor`` should act on: its cases neither remediated by ``now`` nor disputed, oldest
+    first, as (opened, address, listed now); and how many of all its cases are listed now."""
+    # Imported here only to keep this branch out of the module's import lines, which the store
+    # branch rewrites: hoist them at the merge.
+    import ipaddress
+
+    from rbl.policy.remediation import NONE, microseconds
+
+    ids = [i for i, r in enumerate(classification.ranges) if r is not None and r.vendor == vendor]
+    found, active = [], 0
+    for part in columns:
+        mine = np.isin(range_ids(classification, part.kind, part.addresses), ids)
+        active += int((mine & part.active).sum())
+        unresolved = mine & ~part.disputed & ((part.remediated == NONE) | (part.remediated > microseconds(now)))
+        for i in np.flatnonzero(unresolved):
+            opened = dt.datetime.fromtimestamp(int(part.opened[i]) // 1_000_000, dt.timezone.utc)
+            found.append((opened, str(ipaddress.ip_address(int(part.addresses[i]))), bool(part.active[i])))
+    found.sort()
+    return found, active
