@@ -9,9 +9,9 @@ import struct
 
 from rbl.dns import batch
 from rbl.dns.answer import Responder
-from rbl.transfer.respond import transfer_qtype
 from rbl.dns.wire import MAX_QUERY
 from rbl.errors import RblError
+from rbl.transfer.respond import transfer_qtype
 
 log = logging.getLogger(__name__)
 

@@ -11,22 +11,11 @@ import struct
 from dataclasses import dataclass
 
 from rbl.errors import TransferError
+from rbl.protocol import HEADER, RR_FIXED
 
-_RR_FIXED = struct.Struct(">HHIH")  # type, class, TTL, rdata length
 MAX_POINTERS = 64  # more hops than any honest name needs: a loop
-
-
-def name_wire(name: str) -> bytes:
-    """The uncompressed wire form of a dotted name ("" or "." is the root)."""
-    out = bytearray()
-    for label in name.rstrip(".").split(".") if name.strip(".") else ():
-        raw = label.encode("ascii")
-        if not 0 < len(raw) < 64:
-            raise TransferError(f"a label of {name!r} is empty or longer than 63 octets")
-        out += bytes([len(raw)]) + raw
-    if len(out) > 254:
-        raise TransferError(f"{name!r} is longer than 255 octets")
-    return bytes(out) + b"\x00"
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_unpack_header, _unpack_fixed = HEADER.unpack_from, RR_FIXED.unpack_from
 
 
 def read_name(wire: bytes, pos: int) -> tuple[list[bytes], int]:
@@ -104,7 +93,7 @@ def read_message(wire: bytes) -> Message:
     """
     if len(wire) < 12:
         raise TransferError("shorter than a DNS header")
-    ident, flags, qd, an, ns, ar = struct.unpack_from(">HHHHHH", wire)
+    ident, flags, qd, an, ns, ar = _unpack_header(wire)
     if qd != 1:
         raise TransferError(f"{qd} questions, not one")
     labels, pos = read_name(wire, 12)
@@ -121,7 +110,7 @@ def read_message(wire: bytes) -> Message:
             owner, pos = read_name(wire, pos)
             if pos + 10 > len(wire):
                 raise TransferError("a record runs past the end of the message")
-            rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, pos)
+            rtype, rclass, ttl, rdlen = _unpack_fixed(wire, pos)
             rdata_start = pos + 10
             pos = rdata_start + rdlen
             if pos > len(wire):

@@ -30,26 +30,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rbl.errors import TransferError
+from rbl.protocol import (
+    CLASS_IN, FLAG_AA, FLAG_QR, FLAG_RD, HEADER, QTYPE_AXFR, QTYPE_IXFR, QTYPE_OPT, QTYPE_SOA, RCODE_FORMERR,
+    RCODE_NOTAUTH, RCODE_REFUSED, RCODE_SERVFAIL, header_only_reply, opt_record,
+)
+from rbl.transfer import history
 from rbl.transfer import tsig as tsiglib
 from rbl.transfer.message import Message, read_message, set_soa_serial, soa_serial
 from rbl.transfer.rrwire import WireRecord, pack_all
-from rbl.dns.wire import QTYPE_OPT, opt_record
-from rbl.errors import TransferError
-from rbl.transfer import history
-from rbl.zone.config import TransferConfig, TsigKey
 from rbl.transfer.versions import INDEX, SETTINGS, load_records, read_chunks
+from rbl.zone.config import TransferConfig, TsigKey
 
 log = logging.getLogger("rbl.transfer")
 
-QTYPE_IXFR = 251
-QTYPE_AXFR = 252
-QTYPE_SOA = 6
-CLASS_IN = 1
-RCODE_FORMERR = 1
-RCODE_SERVFAIL = 2
-RCODE_REFUSED = 5
-_HEADER = struct.Struct(">HHHHHH")
 YIELD_EVERY = 16  # messages between turns of the event loop: UDP queries keep being answered
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_pack_header = HEADER.pack
 
 
 def transfer_qtype(data: bytes) -> int:
@@ -180,7 +177,7 @@ class TransferResponder:
             signature = tsiglib.find_tsig(data, message)
         except TransferError as exc:
             log.warning("malformed transfer query from %s: %s", client, exc)
-            yield _bare(data, RCODE_FORMERR)
+            yield header_only_reply(data, RCODE_FORMERR)
             return
         kind = "AXFR" if message.qtype == QTYPE_AXFR else "IXFR"
         files = self.zone(message.qname) if message.qclass == CLASS_IN else None
@@ -255,7 +252,7 @@ class TransferResponder:
         except tsiglib.TsigFailure as failure:
             origin = files.origin if files is not None else message.qname
             log.warning("refused %s of %s to %s: TSIG %s", what, origin, client, failure)
-            head = _reply(data, message, tsiglib.RCODE_NOTAUTH)
+            head = _reply(data, message, RCODE_NOTAUTH)
             if failure.error == tsiglib.BADTIME:
                 # Signed, with the request's time and ours in Other Data, so the client sees the skew.
                 now = int(time.time())
@@ -276,7 +273,7 @@ class TransferResponder:
             message = read_message(data)
             signature = tsiglib.find_tsig(data, message)
         except TransferError:
-            return _bare(data, RCODE_FORMERR)
+            return header_only_reply(data, RCODE_FORMERR)
         files = self.zone_above(message.qname)
         checked = self._verify(data, message, signature, files, client or "?", f"a query ({message.qname})")
         if isinstance(checked, bytes):
@@ -323,16 +320,12 @@ def _one(key: TsigKey | None, signature) -> _One | None:
 
 def _flags(data: bytes, rcode: int) -> int:
     # QR and AA set, opcode QUERY, RD copied, RA clear.
-    return 0x8400 | data[2] << 8 & 0x0100 | rcode
-
-
-def _bare(data: bytes, rcode: int) -> bytes:
-    return data[:2] + struct.pack(">HHHHH", 0x8000 | (data[2] & 0x79) << 8 | rcode, 0, 0, 0, 0)
+    return FLAG_QR | FLAG_AA | data[2] << 8 & FLAG_RD | rcode
 
 
 def _reply(data: bytes, message: Message, rcode: int, signer=None) -> bytes:
     """A reply with the question and no records (signed when a signer is given)."""
-    wire = _HEADER.pack(message.id, _flags(data, rcode) & ~(0x0400 if rcode == RCODE_REFUSED else 0),
+    wire = _pack_header(message.id, _flags(data, rcode) & ~(FLAG_AA if rcode == RCODE_REFUSED else 0),
                         1, 0, 0, 0) + data[12:message.question_end]
     return signer.sign(wire) if signer is not None else wire
 
@@ -343,7 +336,7 @@ def _opt(data: bytes, message: Message) -> bytes:
 
 
 def _frame(data: bytes, message: Message, body: bytes, count: int, opt: bytes, signer) -> bytes:
-    wire = _HEADER.pack(message.id, _flags(data, 0), 1, count, 0, 1 if opt else 0) \
+    wire = _pack_header(message.id, _flags(data, 0), 1, count, 0, 1 if opt else 0) \
         + data[12:message.question_end] + body + opt
     return signer.sign(wire) if signer is not None else wire
 

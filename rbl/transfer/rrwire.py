@@ -17,18 +17,20 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from rbl.transfer.message import name_wire, read_name
 from rbl.errors import TransferError
+from rbl.protocol import (
+    CLASS_IN, MAX_POINTER, POINTERS, QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_NS, QTYPE_SOA, QTYPE_TXT,
+    QUESTION_OFFSET, RR_FIXED, name_wire,
+)
+from rbl.transfer.message import read_name
 
-TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "TXT": 16, "AAAA": 28}
+# The types a zone of rbl holds, by their names in presentation format.
+TYPES = {"A": QTYPE_A, "NS": QTYPE_NS, "CNAME": QTYPE_CNAME, "SOA": QTYPE_SOA, "TXT": QTYPE_TXT, "AAAA": QTYPE_AAAA}
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
-CLASS_IN = 1
-QUESTION_OFFSET = 12  # the origin's name in every message we send starts here
-MAX_POINTER = 0x3FFF  # a compression pointer reaches no further
 BODY_LIMIT = 16000  # bytes of records per message: every name stays a pointer target
-_FIXED = struct.Struct(">HHIH")
 _LENGTHS = [bytes([n]) for n in range(256)]
-_POINTERS = [struct.pack(">H", 0xC000 | offset) for offset in range(MAX_POINTER + 1)]
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_pack_fixed, _unpack_fixed = RR_FIXED.pack, RR_FIXED.unpack_from
 MAX_CHAIN = 8  # pointers followed to read any name we write (dnspython refuses more than 16)
 
 
@@ -166,7 +168,7 @@ class Packer:
         """Add one record (its name relative to the origin, lowercase); a finished body or None."""
         known = self.names.get(name)
         if known is not None and known[1] < MAX_CHAIN:  # the owner of the record before, mostly
-            encoded = _POINTERS[known[0]] + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+            encoded = POINTERS[known[0]] + _pack_fixed(rtype, CLASS_IN, ttl, len(rdata)) + rdata
             if self.size + len(encoded) <= self.limit or not self.count:
                 self.parts.append(encoded)
                 self.size += len(encoded)
@@ -174,11 +176,11 @@ class Packer:
                 return None
         done = None
         owner, written, depth = self._owner(name, self.base + self.size)
-        encoded = owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+        encoded = owner + _pack_fixed(rtype, CLASS_IN, ttl, len(rdata)) + rdata
         if self.size + len(encoded) > self.limit and self.count:
             done = self.flush()
             owner, written, depth = self._owner(name, self.base)
-            encoded = owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+            encoded = owner + _pack_fixed(rtype, CLASS_IN, ttl, len(rdata)) + rdata
         names = self.names
         for suffix, offset in written:
             names[suffix] = (offset, depth)
@@ -218,7 +220,7 @@ class Packer:
             head.append(_LENGTHS[len(raw)] + raw)
             size += 1 + len(raw)
             pos = dot + 1
-        return b"".join(head) + _POINTERS[target[0]], written, target[1] + 1
+        return b"".join(head) + POINTERS[target[0]], written, target[1] + 1
 
     def flush(self) -> tuple[bytes, int] | None:
         """The body packed so far, or None when empty; the next body starts afresh."""
@@ -257,7 +259,7 @@ def unpack(body: bytes, count: int, question_length: int, origin_labels: int) ->
     pos = base
     for _ in range(count):
         labels, pos = read_name(message, pos)
-        rtype, rclass, ttl, rdlen = _FIXED.unpack_from(message, pos)
+        rtype, rclass, ttl, rdlen = _unpack_fixed(message, pos)
         pos += 10
         rdata = message[pos: pos + rdlen]
         pos += rdlen
