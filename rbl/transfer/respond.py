@@ -39,7 +39,7 @@ from rbl.transfer import history
 from rbl.transfer import tsig as tsiglib
 from rbl.transfer.message import Message, read_message, set_soa_serial, soa_serial
 from rbl.transfer.rrwire import WireRecord, pack_all
-from rbl.transfer.versions import INDEX, SETTINGS, load_records, read_chunks
+from rbl.transfer.versions import INDEX, SETTINGS, load_records, read_chunks, version_soa
 from rbl.zone.config import TransferConfig, TsigKey
 
 log = logging.getLogger("rbl.transfer")
@@ -207,15 +207,15 @@ class TransferResponder:
             steps = history.plan([history.Step(**s) for s in index["steps"]], index["serial"], client_serial,
                                  index["axfr_bytes"])
             if steps == history.UP_TO_DATE:
-                yield from _bodies(data, message, [_soa(index)], files.origin, signer)
+                yield from _bodies(data, message, [version_soa(index)], files.origin, signer)
                 yield Served("IXFR", files.origin, f"serial {client_serial} is up to date (ours {index['serial']})",
                              1, key.name if key else None)
                 return
             if steps != history.WHOLE_ZONE:
-                records = [_soa(index)]
+                records = [version_soa(index)]
                 for step in steps:
                     records += load_records((files.folder / step.file).read_bytes())
-                records.append(_soa(index))
+                records.append(version_soa(index))
                 yield from _bodies(data, message, records, files.origin, signer)
                 yield Served("IXFR", files.origin, f"serial {client_serial} -> {index['serial']} in "
                              f"{len(steps)} step{'s' * (len(steps) != 1)}", len(records),
@@ -358,10 +358,6 @@ def _bodies(data: bytes, message: Message, records: list[WireRecord], origin: st
     opt = _opt(data, message)
     for body, count in pack_all(records, message.question_end - 12):
         yield _frame(data, message, body, count, opt, signer)
-
-
-def _soa(index: dict) -> WireRecord:
-    return WireRecord("", QTYPE_SOA, index["soa"]["ttl"], bytes.fromhex(index["soa"]["rdata"]))
 
 
 def _ixfr_serial(data: bytes, message: Message, origin: str) -> int | None:

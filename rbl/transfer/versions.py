@@ -143,6 +143,11 @@ def _soa_serial(record: WireRecord) -> int:
     return struct.unpack_from(">I", data, pos)[0]
 
 
+def version_soa(index: dict) -> WireRecord:
+    """The SOA record of the version an index describes (as :func:`render` wrote it there)."""
+    return WireRecord("", QTYPE_SOA, index["soa"]["ttl"], bytes.fromhex(index["soa"]["rdata"]))
+
+
 def read_index(zone_dir: Path) -> dict | None:
     try:
         return json.loads((zone_dir / INDEX).read_text())
@@ -222,8 +227,7 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
         except (OSError, TransferError):
             pass  # the previous version's files are gone: no history to build on
         if gone is not None:
-            old_soa = WireRecord("", QTYPE_SOA, previous["soa"]["ttl"], bytes.fromhex(previous["soa"]["rdata"]))
-            data = store_records([old_soa, *gone, soa, *new])
+            data = store_records([version_soa(previous), *gone, soa, *new])
             name = f"{previous['serial']}-{serial}.ixfr"
             (zone_dir / (name + ".tmp")).write_bytes(data)
             os.replace(zone_dir / (name + ".tmp"), zone_dir / name)
