@@ -107,23 +107,6 @@ class TcpHandler:
             writer.close()
 
 
-def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
-    """``127.0.0.1:5353``, ``[::1]:5353``, ``::1`` or ``127.0.0.1``.
-
-    :raises RblError: for anything else.
-    """
-    host, port = text, str(default_port)
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":"):
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not port.isdigit() or not 0 <= int(port) < 65536 or not host:
-        raise RblError(f"{text!r} is not an address and port such as 127.0.0.1:5353")
-    return host, int(port)
-
-
 def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket, int]:
     """A UDP and a TCP socket bound to host:port (port 0: one free port for both).
 
