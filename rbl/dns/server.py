@@ -40,9 +40,9 @@ class UdpServer:
 
     def _readable_batched(self) -> None:
         responder = self.responder
-        respond, with_client, hot = responder.respond, responder.needs_client, responder.hot
+        respond, with_client, hot_answer = responder.respond, responder.needs_client, responder.hot
         for _ in range(self.BURST // batch.BATCH):
-            if not self.batch.serve(respond, with_client, hot):
+            if not self.batch.serve(respond, with_client, hot_answer):
                 return
 
     def _readable(self) -> None:

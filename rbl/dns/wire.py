@@ -1,11 +1,13 @@
-"""The fast wire path: A/TXT/ANY questions under a zone, answered from byte templates.
+"""The fast paths: A/TXT/ANY questions under a zone, answered from byte templates.
 
 Receivers ask a DNSBL one question per SMTP connection, almost always A (and
 sometimes TXT) for a reversed address. This module reads such a query straight
-from the packet and writes the answer from bytes prebuilt per snapshot, with no
-per-query dnslib objects. Anything it does not fully understand it leaves to the
-general path (:mod:`rbl.dns.general`) by returning None; tests hold the two paths
-to the same answers.
+from the packet and writes the answer from bytes prebuilt per snapshot
+(:class:`SnapshotWire`), with no per-query dnslib objects, on two paths: the hot
+path (:func:`make_hot_answer`) for the commonest query of all, and
+:func:`template_answer` for any A/TXT/ANY question under a zone. Anything they
+do not fully understand they leave to the general path (:mod:`rbl.dns.general`)
+by returning None; tests hold the paths to the same answers.
 """
 
 from __future__ import annotations
@@ -123,15 +125,20 @@ def _a_records(zone: ZoneSnapshot, ttl_seconds: int) -> tuple[list[bytes], list[
     return rrs, counts
 
 
-class Wires(dict):
-    """Every zone's templates by origin, and the hot path over them (None when no zone has one)."""
-
-    hot: Callable[[bytes], bytes | None] | None = None
+# The hot path: a query's bytes in, the reply's bytes out, or None for the slower paths.
+HotAnswer = Callable[[bytes], bytes | None]
 
 
-def build_wires(snapshot: Snapshot) -> Wires:
-    wires = Wires((origin, ZoneWire(zone, snapshot.serial)) for origin, zone in snapshot.zones.items())
-    wires.hot = hot_path(list(wires.values()))
+class SnapshotWire(dict):
+    """A snapshot's byte templates: each zone's :class:`ZoneWire` by origin, and ``hot``, the hot
+    path over them (:func:`make_hot_answer`; None when no zone can take it)."""
+
+    hot: HotAnswer | None = None
+
+
+def build_snapshot_wire(snapshot: Snapshot) -> SnapshotWire:
+    wires = SnapshotWire((origin, ZoneWire(zone, snapshot.serial)) for origin, zone in snapshot.zones.items())
+    wires.hot = make_hot_answer(list(wires.values()))
     return wires
 
 
@@ -174,14 +181,15 @@ def _hot_txt(wire: ZoneWire, index: int) -> bytes | tuple[bytes, ...] | bool:
 _OPT_BY_DO = {0: opt_record(0), 0x80: opt_record(1)}
 
 
-def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
-    """The reply to the commonest query there is, or None to try the other paths.
+def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
+    """The hot path over these zones (None when every zone has access rules).
 
-    An A or TXT question for four reversed octets under a zone without access
-    rules, class IN, with no EDNS or a bare OPT (version 0, no options).
-    Everything it needs is bound once per snapshot, so a query costs a regex
-    match, a bisect and one join. The general path gives the same answers
-    (tests hold them to it, listed A answers byte for byte).
+    It gives the reply to the commonest query there is, or None to try the
+    other paths: an A or TXT question for four reversed octets under a zone
+    without access rules, class IN, with no EDNS or a bare OPT (version 0, no
+    options). Everything it needs is bound once per snapshot, so a query costs
+    a regex match, a bisect and one join. The general path gives the same
+    answers (tests hold them to it, listed A answers byte for byte).
     """
     zones = []
     for wire in wires:
@@ -210,7 +218,7 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
 
     one = _hot_heads(1)
 
-    def hot(data: bytes) -> bytes | None:
+    def hot_answer(data: bytes) -> bytes | None:
         counts = data[4:12]
         if (counts != plain and counts != with_opt) or data[2] & 0xF8:
             return None  # (a packet shorter than a header has no counts either)
@@ -258,21 +266,15 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
                              pointers[len(question) - 4 - origin_len + 12], soa_tail, opt))
         return None
 
-    return hot
+    return hot_answer
 
 
-def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], udp: bool) -> bytes | None:
-    """The reply to a plain A/TXT/ANY query under a zone, or None for the general path."""
-    hot = getattr(wires, "hot", None)
-    if hot is not None:
-        reply = hot(data)
-        if reply is not None:
-            return reply
-    return fast_answer_rest(data, snapshot, wires, udp)
+def template_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: bool) -> bytes | None:
+    """The reply to a plain A/TXT/ANY query under a zone, from its templates; None for the general path.
 
-
-def fast_answer_rest(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], udp: bool) -> bytes | None:
-    """:func:`fast_answer` for what the hot path left."""
+    Every such query is answered here, those the hot path takes too: the
+    responder tries the hot path first and this for what it leaves.
+    """
     # One question, no answer or authority records, at most one additional (OPT);
     # QR clear and opcode QUERY.
     if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION or data[10] or data[11] > 1:
@@ -306,7 +308,7 @@ def fast_answer_rest(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWir
     return _reply(data, wire, rel, wire.zone.find(rel), qtype, qend, udp)
 
 
-def _question(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire]) -> tuple | None:
+def _question(data: bytes, snapshot: Snapshot, wires: SnapshotWire) -> tuple | None:
     """(zone templates, name below the origin, qtype, end of question) for any A/TXT/ANY name."""
     labels = []
     pos = 12
