@@ -55,8 +55,8 @@ def dotted(labels: list[bytes]) -> str:
 
 
 @dataclass(frozen=True)
-class Record:
-    """Where one resource record lies in a message."""
+class MessageRecord:
+    """One resource record of a :class:`Message`: where it lies in the message, and its fixed fields."""
 
     start: int
     name: str  # lowercase, dotted, no trailing dot
@@ -77,9 +77,9 @@ class Message:
     qtype: int
     qclass: int
     question_end: int  # the question's bytes are wire[12:question_end]
-    answer: tuple[Record, ...]
-    authority: tuple[Record, ...]
-    additional: tuple[Record, ...]
+    answer: tuple[MessageRecord, ...]
+    authority: tuple[MessageRecord, ...]
+    additional: tuple[MessageRecord, ...]
 
     @property
     def opcode(self) -> int:
@@ -115,14 +115,14 @@ def read_message(wire: bytes) -> Message:
             pos = rdata_start + rdlen
             if pos > len(wire):
                 raise TransferError("a record's data runs past the end of the message")
-            records.append(Record(start, dotted(owner), rtype, rclass, ttl, rdata_start, pos))
+            records.append(MessageRecord(start, dotted(owner), rtype, rclass, ttl, rdata_start, pos))
         sections.append(tuple(records))
     if pos != len(wire):
         raise TransferError("bytes after the last record")
     return Message(ident, flags, dotted(labels), qtype, qclass, question_end, *sections)
 
 
-def soa_serial(wire: bytes, record: Record) -> int:
+def soa_serial(wire: bytes, record: MessageRecord) -> int:
     """The serial of an SOA record (its names may be compressed)."""
     _, pos = read_name(wire, record.rdata_start)
     _, pos = read_name(wire, pos)
@@ -131,7 +131,7 @@ def soa_serial(wire: bytes, record: Record) -> int:
     return struct.unpack_from(">I", wire, pos)[0]
 
 
-def set_soa_serial(wire: bytes, record: Record, serial: int) -> bytes:
+def set_soa_serial(wire: bytes, record: MessageRecord, serial: int) -> bytes:
     """The message with one SOA record's serial replaced (same length)."""
     _, pos = read_name(wire, record.rdata_start)
     _, pos = read_name(wire, pos)

@@ -190,7 +190,7 @@ class TransferResponder:
             yield checked
             return
         key = checked
-        signer = tsiglib.StreamSigner(key, signature.mac) if key is not None else None
+        signer = _signer(key, signature)
         index = files.index
         if index is None or index["question_length"] != message.question_end - 12:
             if index is None:
@@ -240,7 +240,7 @@ class TransferResponder:
             return _reply(data, message, RCODE_REFUSED)
         if not files.config.allows(client):
             log.warning("refused %s of %s to %s: not in its allow list", kind, files.origin, client)
-            return _reply(data, message, RCODE_REFUSED, _one(key, signature))
+            return _reply(data, message, RCODE_REFUSED, _signer(key, signature))
         return key
 
     def _verify(self, data: bytes, message: Message, signature, files: ZoneFiles | None, client: str, what: str
@@ -304,18 +304,9 @@ class Served:
     key: str | None
 
 
-class _One:
-    """A signer for a single reply."""
-
-    def __init__(self, key: TsigKey, request_mac: bytes):
-        self.key, self.request_mac = key, request_mac
-
-    def sign(self, wire: bytes) -> bytes:
-        return tsiglib.sign(wire, self.key, request_mac=self.request_mac)[0]
-
-
-def _one(key: TsigKey | None, signature) -> _One | None:
-    return _One(key, signature.mac) if key is not None else None
+def _signer(key: TsigKey | None, signature: tsiglib.Tsig | None) -> tsiglib.StreamSigner | None:
+    """What signs the replies to a request signed with ``key`` (one reply or a stream); None: unsigned."""
+    return tsiglib.StreamSigner(key, signature.mac) if key is not None else None
 
 
 def _flags(data: bytes, rcode: int) -> int:
@@ -323,7 +314,7 @@ def _flags(data: bytes, rcode: int) -> int:
     return FLAG_QR | FLAG_AA | data[2] << 8 & FLAG_RD | rcode
 
 
-def _reply(data: bytes, message: Message, rcode: int, signer=None) -> bytes:
+def _reply(data: bytes, message: Message, rcode: int, signer: tsiglib.StreamSigner | None = None) -> bytes:
     """A reply with the question and no records (signed when a signer is given)."""
     wire = _pack_header(message.id, _flags(data, rcode) & ~(FLAG_AA if rcode == RCODE_REFUSED else 0),
                         1, 0, 0, 0) + data[12:message.question_end]
@@ -335,13 +326,14 @@ def _opt(data: bytes, message: Message) -> bytes:
     return opt_record(0) if any(r.rtype == QTYPE_OPT for r in message.additional) else b""
 
 
-def _frame(data: bytes, message: Message, body: bytes, count: int, opt: bytes, signer) -> bytes:
+def _frame(data: bytes, message: Message, body: bytes, count: int, opt: bytes,
+           signer: tsiglib.StreamSigner | None) -> bytes:
     wire = _pack_header(message.id, _flags(data, 0), 1, count, 0, 1 if opt else 0) \
         + data[12:message.question_end] + body + opt
     return signer.sign(wire) if signer is not None else wire
 
 
-def _whole_zone(data: bytes, message: Message, files: ZoneFiles, signer):
+def _whole_zone(data: bytes, message: Message, files: ZoneFiles, signer: tsiglib.StreamSigner | None):
     """The newest version's bodies, as they were rendered."""
     opt = _opt(data, message)
     try:
@@ -354,7 +346,8 @@ def _whole_zone(data: bytes, message: Message, files: ZoneFiles, signer):
             yield _frame(data, message, body, count, opt, signer)
 
 
-def _bodies(data: bytes, message: Message, records: list[WireRecord], origin: str, signer):
+def _bodies(data: bytes, message: Message, records: list[WireRecord], origin: str,
+            signer: tsiglib.StreamSigner | None):
     opt = _opt(data, message)
     for body, count in pack_all(records, message.question_end - 12):
         yield _frame(data, message, body, count, opt, signer)

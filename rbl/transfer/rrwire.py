@@ -1,7 +1,7 @@
 """Resource records for zone transfers: from presentation format to the wire and back.
 
-A zone's records (``rbl.zone.records.Record``: owner relative to the apex,
-rdata in presentation format) are encoded once per serial into message
+A zone's records (:class:`rbl.zone.records.TextRecord`: owner relative to the
+apex, rdata in presentation format) are encoded once per serial into message
 bodies ready to send: names compressed against the question (whose name is
 the origin, at offset 12) and against each other within a message. Workers
 then only add a header, the question and a TSIG. The few types a zone of
@@ -26,7 +26,6 @@ from rbl.transfer.message import read_name
 
 # The types a zone of rbl holds, by their names in presentation format.
 TYPES = {"A": QTYPE_A, "NS": QTYPE_NS, "CNAME": QTYPE_CNAME, "SOA": QTYPE_SOA, "TXT": QTYPE_TXT, "AAAA": QTYPE_AAAA}
-TYPE_NAMES = {v: k for k, v in TYPES.items()}
 BODY_LIMIT = 16000  # bytes of records per message: every name stays a pointer target
 _LENGTHS = [bytes([n]) for n in range(256)]
 # Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
@@ -115,8 +114,9 @@ def rdata_wire(rtype: str, text: str) -> bytes:
 
 
 def encode(records: Iterable) -> Iterator[tuple[str, int, int, bytes]]:
-    """``Record(name, ttl, rtype, rdata)`` tuples as (name, type, TTL, rdata bytes): a :class:`WireRecord`'s
-    fields, as plain tuples (a million of them: every call counts). Repeated rdata is encoded once."""
+    """:class:`~rbl.zone.records.TextRecord` tuples (name, TTL, type, rdata text) as (name, type, TTL,
+    rdata bytes): a :class:`WireRecord`'s fields, as plain tuples (a million of them: every call
+    counts), equal to the WireRecord they stand for. Repeated rdata is encoded once."""
     cache: dict[tuple[str, str], bytes] = {}
     types = TYPES
     for name, ttl, rtype, rdata in records:
@@ -136,11 +136,6 @@ def encode(records: Iterable) -> Iterator[tuple[str, int, int, bytes]]:
                 encoded = cache[(rtype, rdata)] = rdata_wire(rtype, rdata)
         # Names stay as given (rbl's are lowercase): lowering a million of them copies each.
         yield ("" if name == "@" else name), types[rtype], ttl, encoded
-
-
-def wire_records(records: Iterable) -> Iterator[WireRecord]:
-    """``Record(name, ttl, rtype, rdata)`` tuples as :class:`WireRecord`."""
-    return (WireRecord(*fields) for fields in encode(records))
 
 
 class Packer:

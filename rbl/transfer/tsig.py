@@ -160,7 +160,10 @@ def error_reply(wire: bytes, tsig: Tsig, error: int) -> bytes:
 
 
 class StreamSigner:
-    """Signs the messages of one reply stream (AXFR, IXFR): each message carries a TSIG."""
+    """Signs the messages of one reply stream (AXFR, IXFR): each message carries a TSIG.
+
+    A single reply is a stream of one: its signature is the first message's.
+    """
 
     def __init__(self, key: TsigKey, request_mac: bytes, now: float | None = None):
         self.key = key

@@ -156,7 +156,8 @@ def read_index(zone_dir: Path) -> dict | None:
 
 
 def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
-    """Write the version of a zone that ``records`` are (``Record`` tuples, SOA first); its index.
+    """Write the version of a zone that ``records`` are (:class:`~rbl.zone.records.TextRecord` tuples,
+    SOA first); its index.
 
     ``keep``: how many steps of history to keep (0: none; every IXFR gets the
     whole zone).
