@@ -1,8 +1,8 @@
 """The general answering path, through dnslib: everything the fast path leaves.
 
 SOA and NS at the apex, glue, other query types, EDNS edge cases, truncation,
-odd or malformed packets. Slow but complete; the fast path in
-:mod:`rbl.dns.wire` must answer exactly as this does for what it handles.
+odd or malformed packets. Slow but complete; the fast paths in
+:mod:`rbl.dns.wire` must answer exactly as this does for what they handle.
 """
 
 from __future__ import annotations

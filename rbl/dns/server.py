@@ -1,4 +1,5 @@
-"""UDP and TCP DNS servers on asyncio; they only move bytes, the Responder decides."""
+"""UDP and TCP DNS servers on asyncio; they move bytes, the Responder decides what to send
+(for AXFR and IXFR over TCP, the TransferResponder)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Just enough of a DNS message's wire form for transfers: names, the question, where records lie.
+"""Just enough of a DNS message's wire form for transfers: reading names, the question, where records lie.
 
 TSIG signs the bytes as they were sent, and an IXFR query carries the client's
 SOA in its authority section: the transfer path reads messages here, in place,
