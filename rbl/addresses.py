@@ -1,8 +1,12 @@
-"""Subjects and their query names (RFC 5782 section 2).
+"""Subjects and their query names (RFC 5782 section 2); endpoints (address and port).
 
 A subject is what a query asks about: an IPv4 or IPv6 address (or, for a
 listing, a CIDR) or a domain. IPv4 subjects are queried as reversed octets,
 IPv6 subjects as 32 reversed nibbles, domains as themselves, each under a zone.
+
+An endpoint (:func:`parse_endpoint`) is where rbl listens (``rbl serve --dns``,
+``--http``) or a peer it sends to (a zone's secondaries): the command line and
+the zone files read them alike, so the one reading lives here, below both.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from rbl.errors import SubjectError
+from rbl.errors import RblError, SubjectError
 
 IP4 = "ip4"
 IP6 = "ip6"
@@ -160,3 +164,31 @@ def nibble_prefix(parts: list[bytes]) -> tuple[str, int, int] | None:
         return None
     value = int(b"".join(reversed(parts)), 16)
     return IP6, value << (4 * (32 - n)), 4 * n
+
+
+def parse_endpoint(text: str, default_port: int, remote: bool = False) -> tuple[str, int]:
+    """``127.0.0.1:5353``, ``[::1]:5353``, ``::1`` or ``127.0.0.1`` (the default port): host and port.
+
+    Where rbl listens, the host may be a name and the port 0 (any free one). A
+    ``remote`` endpoint (a peer rbl sends to) must be an IP address, given back
+    in its usual form, with a port from 1, and nothing may follow ``]`` but ``:PORT``.
+
+    :raises RblError: for anything else.
+    """
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+        elif rest and remote:  # where rbl listens, this has always been ignored
+            raise RblError(f"{text!r} has {rest!r} after the address where a port goes")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if remote:
+        try:
+            host = str(ipaddress.ip_address(host))
+        except ValueError:
+            raise RblError(f"{host!r} is not an IP address") from None
+    if not port.isdigit() or not (1 if remote else 0) <= int(port) < 65536 or not host:
+        raise RblError(f"{text!r} is not an address and port such as 127.0.0.1:5353")
+    return host, int(port)

@@ -134,7 +134,7 @@ def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, v
         dig @127.0.0.1 -p 5353 2.0.0.127.bl.example A
         curl http://127.0.0.1:8080/v1/lookup/127.0.0.2
     """
-    from rbl.dns.server import parse_endpoint
+    from rbl.addresses import parse_endpoint
     from rbl.primary import Primary
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,

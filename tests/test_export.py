@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from conftest import Server, Workspace, answers_test_point, require_tool, shared_file, stop_process
 from rbl.addresses import reverse_name
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.records import Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs, zone_records
+from rbl.zone.records import TextRecord as Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs, zone_records
 from rbl.zone.compile import compile_zone
 from rbl.zone.snapshot import NODATA, NXDOMAIN, Snapshot
 from test_oracle_rbldnsd import Rbldnsd, free_udp_port, question_wire, read_zone

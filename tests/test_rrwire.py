@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rbl.transfer.rrwire import Packer, pack_all, rdata_wire, unpack, wire_records
+from rbl.transfer.rrwire import Packer, encode as wire_records, pack_all, rdata_wire, unpack
 from rbl.errors import TransferError
 from rbl.transfer.versions import question_length
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rbl.transfer.rrwire import unpack, wire_records
+from rbl.transfer.rrwire import encode as wire_records, unpack
 from rbl.transfer import history
 from rbl.transfer.history import Step, UP_TO_DATE, WHOLE_ZONE, plan
 from rbl.transfer.versions import INDEX, load_records, question_length, read_chunks, read_index, render

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rbl.addresses import reverse_name
 from rbl.dns.answer import Responder
 from rbl.dns.general import general_answer
-from rbl.dns.wire import fast_answer, txt_rdata
+from rbl.dns.wire import SnapshotWire, template_answer, txt_rdata
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.compile import compile_zone
 from rbl.zone.snapshot import Snapshot
@@ -21,6 +21,12 @@ from test_snapshot import CONFIG, row
 
 ROWS = [row("192.0.2.0/24"), row("192.0.2.128/25", exclude=True), row("192.0.2.200", code="127.0.0.3"),
         row("2001:db8::/32"), row("*.example.com"), row("spam.example", code="127.0.0.4")]
+
+
+def fast_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: bool) -> bytes | None:
+    """The fast paths as Responder.respond takes them: the hot path, then the templates; None for the general path."""
+    reply = wires.hot(data) if wires.hot is not None else None
+    return reply if reply is not None else template_answer(data, snapshot, wires, udp)
 
 
 @pytest.fixture(scope="module")

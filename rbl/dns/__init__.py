@@ -1,6 +1,11 @@
-"""DNS answering: the wire format of blocklist answers (wire), answering from a snapshot
-(answer, general: pure), the UDP and TCP servers (server, batch), the worker
-process (worker) and the primary's pool of workers (pool).
+"""DNS answering: a worker's replies, from the snapshot it maps.
 
-AXFR, IXFR and NOTIFY questions reaching a worker are handed to :mod:`rbl.transfer`.
+The fast paths from byte templates (wire), the general path through dnslib
+(general), the Responder that tries them in turn (answer; these three open no
+sockets), the query counts (counts), the UDP and TCP servers (server, batch),
+the worker process (worker) and the primary's pool of workers (pool).
+
+AXFR and IXFR questions over TCP, and queries signed with TSIG, are handed to
+:mod:`rbl.transfer`. The protocol's numbers, and the encodings answering
+shares with transfers, are in :mod:`rbl.protocol`.
 """

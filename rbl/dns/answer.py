@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from rbl.dns.counts import QueryCounts
 from rbl.dns.general import general_answer
+from rbl.dns.wire import HotAnswer, SnapshotWire, build_snapshot_wire, template_answer
 from rbl.transfer.respond import TransferResponder
-from rbl.dns.wire import Wires, build_wires, fast_answer_rest
 from rbl.zone.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
+
+# What queries are answered from: the snapshot, its templates and their hot path.
+# A plain tuple, replaced whole, so a query never sees a new snapshot with old
+# templates; read by unpacking, which costs less per query than a NamedTuple's.
+Serving = tuple[Snapshot, SnapshotWire, HotAnswer | None]
+
+
+def _serving(snapshot: Snapshot) -> Serving:
+    wires = build_snapshot_wire(snapshot)
+    return snapshot, wires, wires.hot
 
 
 class Responder:
@@ -22,53 +31,50 @@ class Responder:
     """
 
     def __init__(self, snapshot: Snapshot, transfers: TransferResponder | None = None):
-        self._current: tuple[Snapshot, Wires, Callable | None] = self._state(snapshot)
+        self._serving: Serving = _serving(snapshot)
         self.counts = QueryCounts()
         self.transfers = transfers  # zone transfers and TSIG-signed queries; None: refused
 
-    @staticmethod
-    def _state(snapshot: Snapshot) -> tuple[Snapshot, Wires, Callable | None]:
-        wires = build_wires(snapshot)
-        return snapshot, wires, wires.hot
-
     @property
     def snapshot(self) -> Snapshot:
-        return self._current[0]
+        snapshot, _wires, _hot_answer = self._serving
+        return snapshot
 
     @property
-    def wires(self) -> Wires:
-        return self._current[1]
+    def wires(self) -> SnapshotWire:
+        _snapshot, wires, _hot_answer = self._serving
+        return wires
+
+    @property
+    def hot(self) -> HotAnswer | None:
+        """The current snapshot's hot path (see :func:`rbl.dns.wire.make_hot_answer`)."""
+        _snapshot, _wires, hot_answer = self._serving
+        return hot_answer
 
     def use(self, snapshot: Snapshot) -> None:
-        old = self._current[1]
-        # One assignment, so a query never sees a new snapshot with old templates.
-        self._current = self._state(snapshot)
+        old = self.wires
+        self._serving = _serving(snapshot)  # one assignment: see Serving
         self.counts.fold(old.values())  # the old answer tables say what the old hits mean
 
     def totals(self) -> dict:
         """Every query answered so far, by (zone, rcode, codes)."""
-        self.counts.fold(self._current[1].values())
+        self.counts.fold(self.wires.values())
         return self.counts.totals
-
-    @property
-    def hot(self) -> Callable[[bytes], bytes | None] | None:
-        """The current snapshot's hot path (see :func:`rbl.dns.wire.hot_path`)."""
-        return self._current[2]
 
     @property
     def needs_client(self) -> bool:
         """Whether any zone's answers depend on who asks (access rules)."""
-        return any(zone.config.access for zone in self._current[0].zones.values())
+        return any(zone.config.access for zone in self.snapshot.zones.values())
 
     def respond(self, data: bytes, udp: bool = True, client: str | None = None) -> bytes | None:
         """The reply to one DNS message from client (an address), or None to stay silent."""
-        snapshot, wires, hot = self._current
+        snapshot, wires, hot_answer = self._serving
         try:
-            if hot is not None:
-                reply = hot(data)
+            if hot_answer is not None:
+                reply = hot_answer(data)
                 if reply is not None:
                     return reply
-            reply = fast_answer_rest(data, snapshot, wires, udp)
+            reply = template_answer(data, snapshot, wires, udp)
             if reply is None:
                 reply = general_answer(data, snapshot, udp, client, self.counts, self.transfers)
             return reply

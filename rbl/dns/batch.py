@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_size_t, c_uint, c_uint32, c_void_p
 
-from rbl.dns.wire import MAX_QUERY, MAX_UDP_REPLY
+from rbl.dns.wire import MAX_QUERY, MAX_UDP_REPLY, HotAnswer
 
 BATCH = 64
 BUFFER = max(MAX_QUERY, MAX_UDP_REPLY)  # larger queries arrive cut short; no UDP reply is larger
@@ -126,11 +126,11 @@ class BatchSocket:
         return None
 
     def serve(self, respond: Callable[..., bytes | None], with_client: bool = False,
-              hot: Callable[[bytes], bytes | None] | None = None) -> bool:
+              hot_answer: HotAnswer | None = None) -> bool:
         """Answer one batch; True when it read anything (more may be waiting).
 
-        ``hot`` (the snapshot's hot path) is tried before ``respond``: one call
-        less per datagram for the queries it takes.
+        ``hot_answer`` (the snapshot's hot path) is tried before ``respond``:
+        one call less per datagram for the queries it takes.
         """
         count = _recvmmsg(self.fd, self._in, BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
@@ -144,7 +144,7 @@ class BatchSocket:
             if with_client:
                 reply = respond(data, True, self.client(i))
             else:
-                reply = hot(data) if hot is not None else None
+                reply = hot_answer(data) if hot_answer is not None else None
                 if reply is None:
                     reply = respond(data, True)
             if reply is None:

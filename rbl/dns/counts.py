@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from rbl.protocol import RCODE_NOERROR, RCODE_NXDOMAIN
+
 # (zone origin, "" outside our zones; rcode; the answer's codes joined by "," and "" when not listed)
 Key = tuple[str, int, str]
-
-NOERROR, NXDOMAIN = 0, 3
 
 
 def new_hits(answers: list) -> list[int]:
@@ -52,11 +52,11 @@ class QueryCounts:
                 count = hits[index]
                 hits[index] = 0
                 if index == 0:
-                    key = (origin, NXDOMAIN, "")
+                    key = (origin, RCODE_NXDOMAIN, "")
                 elif index == last:
-                    key = (origin, NOERROR, "")
+                    key = (origin, RCODE_NOERROR, "")
                 else:
-                    key = (origin, NOERROR, ",".join(answers[index].codes))
+                    key = (origin, RCODE_NOERROR, ",".join(answers[index].codes))
                 self.add(key, count)
 
 

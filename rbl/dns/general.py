@@ -1,8 +1,8 @@
 """The general answering path, through dnslib: everything the fast path leaves.
 
 SOA and NS at the apex, glue, other query types, EDNS edge cases, truncation,
-odd or malformed packets. Slow but complete; the fast path in
-:mod:`rbl.dns.wire` must answer exactly as this does for what it handles.
+odd or malformed packets. Slow but complete; the fast paths in
+:mod:`rbl.dns.wire` must answer exactly as this does for what they handle.
 """
 
 from __future__ import annotations
@@ -10,26 +10,20 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from dnslib import AAAA, EDNS0, NS, QTYPE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import AAAA, EDNS0, NS, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from rbl.dns.counts import QueryCounts
-from rbl.dns.wire import (
-    CLASS_IN, MAX_NAME, MAX_QUERY, MAX_UDP_REPLY, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_NS, QTYPE_OPT,
-    QTYPE_SOA, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_REFUSED,
+from rbl.dns.wire import MAX_QUERY, MAX_UDP_REPLY
+from rbl.protocol import (
+    CLASS_IN, MAX_NAME, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_AXFR, QTYPE_IXFR, QTYPE_NS,
+    QTYPE_OPT, QTYPE_SOA, QTYPE_TSIG, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN,
+    RCODE_REFUSED, header_only_reply,
 )
 from rbl.zone.config import ACCESS_CODE
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
 
 if TYPE_CHECKING:
     from rbl.transfer.respond import TransferResponder
-
-QTYPE_TSIG = 250
-
-
-def _bare_reply(data: bytes, rcode: int) -> bytes:
-    """A header-only reply: for packets whose question cannot be trusted."""
-    flags = 0x8000 | (data[2] & 0x79) << 8 | rcode  # QR, opcode and RD copied
-    return data[:2] + struct.pack(">HHHHH", flags, 0, 0, 0, 0)
 
 
 def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None,
@@ -56,25 +50,25 @@ def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None,
     if len(data) < 12 or data[2] & 0x80:
         return None, 0, _NO_ZONE
     if data[2] & 0x78:  # opcode other than QUERY
-        return _bare_reply(data, RCODE_NOTIMP), RCODE_NOTIMP, _NO_ZONE
+        return header_only_reply(data, RCODE_NOTIMP), RCODE_NOTIMP, _NO_ZONE
     # A query has one question and at most OPT and TSIG: anything bigger is an attack
     # on the parser (chains of compression pointers cost dnslib seconds).
     qd, an, ns, ar = struct.unpack_from(">HHHH", data, 4)
     if qd != 1 or an or ns or ar > 2 or len(data) > MAX_QUERY:
-        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
+        return header_only_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     try:
         query = DNSRecord.parse(data)
     except Exception:  # dnslib raises several kinds for broken packets
-        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
+        return header_only_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     if transfers is not None and query.ar and query.ar[-1].rtype == QTYPE_TSIG:
         reply = transfers.signed(data, lambda unsigned: general_answer(unsigned, snapshot, udp, client), client)
         return reply, reply[3] & 0x0F if reply and len(reply) > 3 else 0, _NO_ZONE
     labels = query.questions[0].qname.label
     if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
-        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
+        return header_only_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     opts = [rr for rr in query.ar if rr.rtype == QTYPE_OPT]
     if len(opts) > 1:
-        return _bare_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
+        return header_only_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     opt = opts[0] if opts else None
     question = query.questions[0]
     reply = DNSRecord(
@@ -128,7 +122,7 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
     # A sub-zone (cloud.bl.example) lives under its parent's SOA and NS.
     apex_size = origin_size - (config.origin.count(".") - config.soa_owner.count("."))
     origin = DNSLabel(qname.label[-apex_size:])
-    if qtype in (QTYPE.AXFR, QTYPE.IXFR):
+    if qtype in (QTYPE_AXFR, QTYPE_IXFR):
         reply.header.rcode = RCODE_REFUSED
         return config.origin, ""
     if not rel_labels and config.apex:

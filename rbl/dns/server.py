@@ -1,4 +1,5 @@
-"""UDP and TCP DNS servers on asyncio; they only move bytes, the Responder decides."""
+"""UDP and TCP DNS servers on asyncio; they move bytes, the Responder decides what to send
+(for AXFR and IXFR over TCP, the TransferResponder)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import struct
 
 from rbl.dns import batch
 from rbl.dns.answer import Responder
-from rbl.transfer.respond import transfer_qtype
 from rbl.dns.wire import MAX_QUERY
 from rbl.errors import RblError
+from rbl.transfer.respond import transfer_qtype
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,9 @@ class UdpServer:
 
     def _readable_batched(self) -> None:
         responder = self.responder
-        respond, with_client, hot = responder.respond, responder.needs_client, responder.hot
+        respond, with_client, hot_answer = responder.respond, responder.needs_client, responder.hot
         for _ in range(self.BURST // batch.BATCH):
-            if not self.batch.serve(respond, with_client, hot):
+            if not self.batch.serve(respond, with_client, hot_answer):
                 return
 
     def _readable(self) -> None:
@@ -105,23 +106,6 @@ class TcpHandler:
         finally:
             self.open -= 1
             writer.close()
-
-
-def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
-    """``127.0.0.1:5353``, ``[::1]:5353``, ``::1`` or ``127.0.0.1``.
-
-    :raises RblError: for anything else.
-    """
-    host, port = text, str(default_port)
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":"):
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not port.isdigit() or not 0 <= int(port) < 65536 or not host:
-        raise RblError(f"{text!r} is not an address and port such as 127.0.0.1:5353")
-    return host, int(port)
 
 
 def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket, int]:

@@ -1,11 +1,13 @@
-"""The fast wire path: A/TXT/ANY questions under a zone, answered from byte templates.
+"""The fast paths: A/TXT/ANY questions under a zone, answered from byte templates.
 
 Receivers ask a DNSBL one question per SMTP connection, almost always A (and
 sometimes TXT) for a reversed address. This module reads such a query straight
-from the packet and writes the answer from bytes prebuilt per snapshot, with no
-per-query dnslib objects. Anything it does not fully understand it leaves to the
-general path (:mod:`rbl.dns.general`) by returning None; tests hold the two paths
-to the same answers.
+from the packet and writes the answer from bytes prebuilt per snapshot
+(:class:`SnapshotWire`), with no per-query dnslib objects, on two paths: the hot
+path (:func:`make_hot_answer`) for the commonest query of all, and
+:func:`template_answer` for any A/TXT/ANY question under a zone. Anything they
+do not fully understand they leave to the general path (:mod:`rbl.dns.general`)
+by returning None; tests hold the paths to the same answers.
 """
 
 from __future__ import annotations
@@ -17,52 +19,28 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from rbl.dns.counts import new_hits
+from rbl.protocol import (
+    CLASS_IN, FLAG_AA, FLAG_QR, MAX_NAME, OPT_FIXED, PLAIN_UDP_SIZE, POINTERS, QNAME_POINTER, QTYPE_A, QTYPE_ANY,
+    QTYPE_OPT, QTYPE_TXT, RCODE_NXDOMAIN, name_wire, opt_record,
+)
 from rbl.zone.snapshot import BLOCK_SHIFT, NXDOMAIN, Snapshot, ZoneSnapshot
 
-QTYPE_A = 1
-QTYPE_NS = 2
-QTYPE_SOA = 6
-QTYPE_TXT = 16
-QTYPE_AAAA = 28
-QTYPE_OPT = 41
-QTYPE_ANY = 255
-CLASS_IN = 1
-
-RCODE_NOERROR = 0
-RCODE_FORMERR = 1
-RCODE_NXDOMAIN = 3
-RCODE_NOTIMP = 4
-RCODE_REFUSED = 5
-RCODE_BADVERS = 16
-
-MAX_NAME = 255  # octets of a name on the wire (RFC 1035 2.3.4)
 MAX_QUERY = 4096  # no question needs more; bigger ones are FORMERR before any parsing
 MAX_UDP_REPLY = 4096  # past this, TC and TCP whatever the requester offers (RFC 6891 6.2.5)
 
-# The UDP payload size we advertise: the DNS flag day 2020 value, safe from fragmentation.
-OUR_UDP_SIZE = 1232
-PLAIN_UDP_SIZE = 512
-
 _COUNTS = struct.Struct(">HHHH")
 _TYPE_CLASS = struct.Struct(">HH")
-_OPT_FIXED = struct.Struct(">HHBBHH")  # type, size, ext rcode, version, flags, rdlen
-_PTR_QNAME = b"\xc0\x0c"
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_unpack_opt = OPT_FIXED.unpack_from
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 _LENGTHS_TO_DOTS = bytes.maketrans(b"\x01\x02\x03", b"...")
 _OCTET_VALUE = {str(i).encode(): i for i in range(256)}  # a dict beats int() on bytes
 # Reply flags by the query's RD and CD bits: QR, AA, RD copied; RA clear; CD copied.
-_FLAGS = {rd: {cd: bytes([0x84 | rd, cd]) for cd in (0, 0x10)} for rd in (0, 1)}
+_FLAGS = {rd: {cd: bytes([(FLAG_QR | FLAG_AA) >> 8 | rd, cd]) for cd in (0, 0x10)} for rd in (0, 1)}
 _NXDOMAIN_FLAGS = {f: bytes([f[0], f[1] | RCODE_NXDOMAIN]) for by_cd in _FLAGS.values() for f in by_cd.values()}
-_NEGATIVE_COUNTS = [struct.pack(">HHHH", 1, 0, 1, opt) for opt in (0, 1)]
-_POINTERS = [struct.pack(">H", 0xC000 | offset) for offset in range(512)]  # names end before 12 + 255
+_NEGATIVE_COUNTS = [_COUNTS.pack(1, 0, 1, opt) for opt in (0, 1)]
 # A reversed-octet label as RFC 5782 writes it: 0-255, no leading zeros.
 _OCTET_LABEL = rb"(?:\x01\d|\x02[1-9]\d|\x03(?:1\d\d|2[0-4]\d|25[0-5]))"
-
-
-def name_wire(name: str) -> bytes:
-    """Uncompressed wire form of a dotted name."""
-    out = b"".join(bytes([len(label)]) + label.encode("ascii") for label in name.split(".") if label)
-    return out + b"\x00"
 
 
 def txt_rdata(text: bytes) -> bytes:
@@ -72,36 +50,32 @@ def txt_rdata(text: bytes) -> bytes:
     return b"".join(bytes([len(chunk)]) + chunk for chunk in (text[i:i + 255] for i in range(0, len(text), 255)))
 
 
-def opt_record(do_bit: int) -> bytes:
-    """Our OPT record: root owner, our payload size, version 0, DO copied (RFC 3225)."""
-    return b"\x00" + _OPT_FIXED.pack(QTYPE_OPT, OUR_UDP_SIZE, 0, 0, 0x8000 if do_bit else 0, 0)
-
-
 class ZoneWire:
     """Byte templates of one zone for the fast path, built once per snapshot."""
 
-    __slots__ = ("zone", "origin_len", "ip4_question", "ip6_question", "a_rrs", "a_counts", "txt_head", "soa_tail",
-                 "special", "hits")
+    __slots__ = ("zone", "origin_wire", "origin_len", "ip4_question", "ip6_question", "a_rrs", "a_counts", "txt_head",
+                 "soa_tail", "special", "hits")
 
     def __init__(self, zone: ZoneSnapshot, serial: int):
         config = zone.config
         self.zone = zone
+        self.origin_wire = origin = name_wire(config.origin, any_length=True)
         # Wire length of the SOA's owner: the origin, or a sub-zone's parent.
         self.origin_len = len(config.soa_owner) + 2
         # The whole hot question in one match: 4 octet labels, the origin in any case,
         # then type A, TXT or ANY and class IN.
         self.ip4_question = re.compile(
-            rb"((?:" + _OCTET_LABEL + rb"){4})(?i:" + re.escape(name_wire(config.origin)) + rb")\x00([\x01\x10\xff])\x00\x01",
+            rb"((?:" + _OCTET_LABEL + rb"){4})(?i:" + re.escape(origin) + rb")\x00([\x01\x10\xff])\x00\x01",
             re.S,
         )
         # 32 nibble labels under this zone: an IPv6 address, read without walking labels.
         self.ip6_question = re.compile(
-            rb"((?:\x01[0-9a-fA-F]){32})(?i:" + re.escape(name_wire(config.origin)) + rb")\x00([\x01\x10\xff])\x00\x01",
+            rb"((?:\x01[0-9a-fA-F]){32})(?i:" + re.escape(origin) + rb")\x00([\x01\x10\xff])\x00\x01",
             re.S,
         )
         ttl = struct.pack(">I", config.ttl)
         self.a_rrs, self.a_counts = _a_records(zone, config.ttl)
-        self.txt_head = _PTR_QNAME + b"\x00\x10\x00\x01" + ttl
+        self.txt_head = QNAME_POINTER + b"\x00\x10\x00\x01" + ttl
         soa = config.soa
         rdata = (name_wire(soa.mname) + name_wire(soa.rname)
                  + struct.pack(">IIIII", serial, soa.refresh, soa.retry, soa.expire, config.negative_ttl))
@@ -140,7 +114,7 @@ def _a_records(zone: ZoneSnapshot, ttl_seconds: int) -> tuple[list[bytes], list[
     counts: list[int] = [0]
     for answer in zone.answers[1:]:
         rrs.append(b"".join(
-            _PTR_QNAME + b"\x00\x01\x00\x01" + ttl + b"\x00\x04" + socket.inet_aton(code)
+            QNAME_POINTER + b"\x00\x01\x00\x01" + ttl + b"\x00\x04" + socket.inet_aton(code)
             for code in answer.codes
         ))
         counts.append(len(answer.codes))
@@ -151,15 +125,20 @@ def _a_records(zone: ZoneSnapshot, ttl_seconds: int) -> tuple[list[bytes], list[
     return rrs, counts
 
 
-class Wires(dict):
-    """Every zone's templates by origin, and the hot path over them (None when no zone has one)."""
-
-    hot: Callable[[bytes], bytes | None] | None = None
+# The hot path: a query's bytes in, the reply's bytes out, or None for the slower paths.
+HotAnswer = Callable[[bytes], bytes | None]
 
 
-def build_wires(snapshot: Snapshot) -> Wires:
-    wires = Wires((origin, ZoneWire(zone, snapshot.serial)) for origin, zone in snapshot.zones.items())
-    wires.hot = hot_path(list(wires.values()))
+class SnapshotWire(dict):
+    """A snapshot's byte templates: each zone's :class:`ZoneWire` by origin, and ``hot``, the hot
+    path over them (:func:`make_hot_answer`; None when no zone can take it)."""
+
+    hot: HotAnswer | None = None
+
+
+def build_snapshot_wire(snapshot: Snapshot) -> SnapshotWire:
+    wires = SnapshotWire((origin, ZoneWire(zone, snapshot.serial)) for origin, zone in snapshot.zones.items())
+    wires.hot = make_hot_answer(list(wires.values()))
     return wires
 
 
@@ -178,9 +157,10 @@ def _hot_heads(count: int) -> list[bytes | None]:
     for rd in (0, 1):
         for cd in (0, 0x10):
             for opt in (0, 1):
-                flags = bytes([0x84 | rd, cd | (RCODE_NXDOMAIN if count < 0 else 0)])
-                counts = _COUNTS.pack(1, max(count, 0), 0 if count >= 0 else 1, opt)
-                heads[rd | cd | opt << 1] = flags + counts
+                if count < 0:
+                    heads[rd | cd | opt << 1] = _NXDOMAIN_FLAGS[_FLAGS[rd][cd]] + _NEGATIVE_COUNTS[opt]
+                else:
+                    heads[rd | cd | opt << 1] = _FLAGS[rd][cd] + _COUNTS.pack(1, count, 0, opt)
     return heads
 
 
@@ -201,14 +181,15 @@ def _hot_txt(wire: ZoneWire, index: int) -> bytes | tuple[bytes, ...] | bool:
 _OPT_BY_DO = {0: opt_record(0), 0x80: opt_record(1)}
 
 
-def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
-    """The reply to the commonest query there is, or None to try the other paths.
+def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
+    """The hot path over these zones (None when every zone has access rules).
 
-    An A or TXT question for four reversed octets under a zone without access
-    rules, class IN, with no EDNS or a bare OPT (version 0, no options).
-    Everything it needs is bound once per snapshot, so a query costs a regex
-    match, a bisect and one join. The general path gives the same answers
-    (tests hold them to it, listed A answers byte for byte).
+    It gives the reply to the commonest query there is, or None to try the
+    other paths: an A or TXT question for four reversed octets under a zone
+    without access rules, class IN, with no EDNS or a bare OPT (version 0, no
+    options). Everything it needs is bound once per snapshot, so a query costs
+    a regex match, a bisect and one join. The general path gives the same
+    answers (tests hold them to it, listed A answers byte for byte).
     """
     zones = []
     for wire in wires:
@@ -217,7 +198,7 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
             continue
         pattern = re.compile(
             b"(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(?i:"
-            + re.escape(name_wire(zone.config.origin)) + rb")\x00([\x01\x10])\x00\x01"
+            + re.escape(wire.origin_wire) + rb")\x00([\x01\x10])\x00\x01"
             # A bare OPT: root owner, type 41, any payload size, extended rcode 0, version 0, DO or not, no data.
             + rb"(?:\Z|\x00\x00\x29..\x00\x00([\x00\x80])\x00\x00\x00\Z)", re.S)
         answers: list = [None] * len(wire.a_rrs)
@@ -232,12 +213,12 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
                       wire.origin_len, wire.soa_tail, {}, wire, wire.hits))
     if not zones:
         return None
-    label_value, negative_heads, pointers, opts = _LABEL_VALUE, _NEGATIVE_HEADS, _POINTERS, _OPT_BY_DO
+    label_value, negative_heads, pointers, opts = _LABEL_VALUE, _NEGATIVE_HEADS, POINTERS, _OPT_BY_DO
     plain, with_opt = _PLAIN_COUNTS, _OPT_COUNTS
 
     one = _hot_heads(1)
 
-    def hot(data: bytes) -> bytes | None:
+    def hot_answer(data: bytes) -> bytes | None:
         counts = data[4:12]
         if (counts != plain and counts != with_opt) or data[2] & 0xF8:
             return None  # (a packet shorter than a header has no counts either)
@@ -285,21 +266,15 @@ def hot_path(wires: list[ZoneWire]) -> Callable[[bytes], bytes | None] | None:
                              pointers[len(question) - 4 - origin_len + 12], soa_tail, opt))
         return None
 
-    return hot
+    return hot_answer
 
 
-def fast_answer(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], udp: bool) -> bytes | None:
-    """The reply to a plain A/TXT/ANY query under a zone, or None for the general path."""
-    hot = getattr(wires, "hot", None)
-    if hot is not None:
-        reply = hot(data)
-        if reply is not None:
-            return reply
-    return fast_answer_rest(data, snapshot, wires, udp)
+def template_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: bool) -> bytes | None:
+    """The reply to a plain A/TXT/ANY query under a zone, from its templates; None for the general path.
 
-
-def fast_answer_rest(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire], udp: bool) -> bytes | None:
-    """:func:`fast_answer` for what the hot path left."""
+    Every such query is answered here, those the hot path takes too: the
+    responder tries the hot path first and this for what it leaves.
+    """
     # One question, no answer or authority records, at most one additional (OPT);
     # QR clear and opcode QUERY.
     if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION or data[10] or data[11] > 1:
@@ -333,7 +308,7 @@ def fast_answer_rest(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWir
     return _reply(data, wire, rel, wire.zone.find(rel), qtype, qend, udp)
 
 
-def _question(data: bytes, snapshot: Snapshot, wires: dict[bytes, ZoneWire]) -> tuple | None:
+def _question(data: bytes, snapshot: Snapshot, wires: SnapshotWire) -> tuple | None:
     """(zone templates, name below the origin, qtype, end of question) for any A/TXT/ANY name."""
     labels = []
     pos = 12
@@ -375,7 +350,7 @@ def _reply(data: bytes, wire: ZoneWire, rel: bytes, result: int, qtype: int, qen
         # Exactly one OPT record, version 0, nothing after it; options are ignored.
         if qend + 11 > end or data[qend] != 0:
             return None
-        otype, size, _ext, version, flags, rdlen = _OPT_FIXED.unpack_from(data, qend + 1)
+        otype, size, _ext, version, flags, rdlen = _unpack_opt(data, qend + 1)
         if otype != QTYPE_OPT or version or qend + 11 + rdlen != end:
             return None
         opt = opt_record(flags & 0x8000)
@@ -401,7 +376,7 @@ def _reply(data: bytes, wire: ZoneWire, rel: bytes, result: int, qtype: int, qen
         if result == NXDOMAIN:
             flags = _NXDOMAIN_FLAGS[flags]
         # The SOA's owner is the origin: a pointer to where it starts in the question.
-        pointer = _POINTERS[qend - 4 - wire.origin_len]
+        pointer = POINTERS[qend - 4 - wire.origin_len]
         reply = b"".join((data[:2], flags, _NEGATIVE_COUNTS[with_opt], data[12:qend], pointer, wire.soa_tail, opt))
     if udp and len(reply) > limit:
         return None  # the general path truncates

@@ -66,7 +66,7 @@ class CountsSender:
 
 async def serve(host: str, port: int, path: str) -> None:
     loop = asyncio.get_running_loop()
-    # The primary writes zone transfer files beside the snapshots (rbl/zone/versions.py).
+    # The primary writes zone transfer files beside the snapshots (rbl/transfer/versions.py).
     responder = Responder(read_snapshot(path), TransferResponder(Path(path).parent / TRANSFER_FOLDER))
     # Answering makes no reference cycles, yet each query's few small objects would
     # trigger the cyclic collector every few hundred queries (measured: 10-15% of a

@@ -1,4 +1,4 @@
-"""Just enough of a DNS message's wire form for transfers: names, the question, where records lie.
+"""Just enough of a DNS message's wire form for transfers: reading names, the question, where records lie.
 
 TSIG signs the bytes as they were sent, and an IXFR query carries the client's
 SOA in its authority section: the transfer path reads messages here, in place,
@@ -11,22 +11,11 @@ import struct
 from dataclasses import dataclass
 
 from rbl.errors import TransferError
+from rbl.protocol import HEADER, RR_FIXED
 
-_RR_FIXED = struct.Struct(">HHIH")  # type, class, TTL, rdata length
 MAX_POINTERS = 64  # more hops than any honest name needs: a loop
-
-
-def name_wire(name: str) -> bytes:
-    """The uncompressed wire form of a dotted name ("" or "." is the root)."""
-    out = bytearray()
-    for label in name.rstrip(".").split(".") if name.strip(".") else ():
-        raw = label.encode("ascii")
-        if not 0 < len(raw) < 64:
-            raise TransferError(f"a label of {name!r} is empty or longer than 63 octets")
-        out += bytes([len(raw)]) + raw
-    if len(out) > 254:
-        raise TransferError(f"{name!r} is longer than 255 octets")
-    return bytes(out) + b"\x00"
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_unpack_header, _unpack_fixed = HEADER.unpack_from, RR_FIXED.unpack_from
 
 
 def read_name(wire: bytes, pos: int) -> tuple[list[bytes], int]:
@@ -66,8 +55,8 @@ def dotted(labels: list[bytes]) -> str:
 
 
 @dataclass(frozen=True)
-class Record:
-    """Where one resource record lies in a message."""
+class MessageRecord:
+    """One resource record of a :class:`Message`: where it lies in the message, and its fixed fields."""
 
     start: int
     name: str  # lowercase, dotted, no trailing dot
@@ -88,9 +77,9 @@ class Message:
     qtype: int
     qclass: int
     question_end: int  # the question's bytes are wire[12:question_end]
-    answer: tuple[Record, ...]
-    authority: tuple[Record, ...]
-    additional: tuple[Record, ...]
+    answer: tuple[MessageRecord, ...]
+    authority: tuple[MessageRecord, ...]
+    additional: tuple[MessageRecord, ...]
 
     @property
     def opcode(self) -> int:
@@ -104,7 +93,7 @@ def read_message(wire: bytes) -> Message:
     """
     if len(wire) < 12:
         raise TransferError("shorter than a DNS header")
-    ident, flags, qd, an, ns, ar = struct.unpack_from(">HHHHHH", wire)
+    ident, flags, qd, an, ns, ar = _unpack_header(wire)
     if qd != 1:
         raise TransferError(f"{qd} questions, not one")
     labels, pos = read_name(wire, 12)
@@ -121,19 +110,19 @@ def read_message(wire: bytes) -> Message:
             owner, pos = read_name(wire, pos)
             if pos + 10 > len(wire):
                 raise TransferError("a record runs past the end of the message")
-            rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, pos)
+            rtype, rclass, ttl, rdlen = _unpack_fixed(wire, pos)
             rdata_start = pos + 10
             pos = rdata_start + rdlen
             if pos > len(wire):
                 raise TransferError("a record's data runs past the end of the message")
-            records.append(Record(start, dotted(owner), rtype, rclass, ttl, rdata_start, pos))
+            records.append(MessageRecord(start, dotted(owner), rtype, rclass, ttl, rdata_start, pos))
         sections.append(tuple(records))
     if pos != len(wire):
         raise TransferError("bytes after the last record")
     return Message(ident, flags, dotted(labels), qtype, qclass, question_end, *sections)
 
 
-def soa_serial(wire: bytes, record: Record) -> int:
+def soa_serial(wire: bytes, record: MessageRecord) -> int:
     """The serial of an SOA record (its names may be compressed)."""
     _, pos = read_name(wire, record.rdata_start)
     _, pos = read_name(wire, pos)
@@ -142,7 +131,7 @@ def soa_serial(wire: bytes, record: Record) -> int:
     return struct.unpack_from(">I", wire, pos)[0]
 
 
-def set_soa_serial(wire: bytes, record: Record, serial: int) -> bytes:
+def set_soa_serial(wire: bytes, record: MessageRecord, serial: int) -> bytes:
     """The message with one SOA record's serial replaced (same length)."""
     _, pos = read_name(wire, record.rdata_start)
     _, pos = read_name(wire, pos)

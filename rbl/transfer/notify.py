@@ -14,26 +14,26 @@ import secrets
 import socket
 import struct
 
-from rbl.transfer import tsig as tsiglib
-from rbl.transfer.message import name_wire, read_message
-from rbl.transfer.rrwire import WireRecord
 from rbl.errors import TransferError
+from rbl.protocol import (
+    CLASS_IN, FLAG_AA, FLAG_QR, HEADER, OPCODE_NOTIFY, QNAME_POINTER, QTYPE_SOA, RR_FIXED, name_wire,
+)
+from rbl.transfer import tsig as tsiglib
+from rbl.transfer.message import read_message
+from rbl.transfer.rrwire import WireRecord
 from rbl.zone.config import TsigKey
 
-OPCODE_NOTIFY = 4
-QTYPE_SOA = 6
-CLASS_IN = 1
 NOTIFY_TRIES = 5
 NOTIFY_WAIT = 1.0  # seconds for the first answer; doubled on each try (1 + 2 + 4 + 8 + 16 s at most)
 
 
 def notify_message(origin: str, ident: int, soa: WireRecord | None = None) -> bytes:
     """A NOTIFY for ``origin`` (question: its SOA), with the new SOA as a hint when given."""
-    flags = OPCODE_NOTIFY << 11 | 0x0400  # AA, as RFC 1996 section 3.7 has it
-    wire = struct.pack(">HHHHHH", ident, flags, 1, 1 if soa is not None else 0, 0, 0)
+    flags = OPCODE_NOTIFY << 11 | FLAG_AA  # AA, as RFC 1996 section 3.7 has it
+    wire = HEADER.pack(ident, flags, 1, 1 if soa is not None else 0, 0, 0)
     wire += name_wire(origin) + struct.pack(">HH", QTYPE_SOA, CLASS_IN)
     if soa is not None:
-        wire += b"\xc0\x0c" + struct.pack(">HHIH", QTYPE_SOA, CLASS_IN, soa.ttl, len(soa.rdata)) + soa.rdata
+        wire += QNAME_POINTER + RR_FIXED.pack(QTYPE_SOA, CLASS_IN, soa.ttl, len(soa.rdata)) + soa.rdata
     return wire
 
 
@@ -46,7 +46,7 @@ def reply_rcode(data: bytes, ident: int, key: TsigKey | None, request_mac: bytes
         message = read_message(data)
     except TransferError:
         return None
-    if message.id != ident or not message.flags & 0x8000 or message.opcode != OPCODE_NOTIFY:
+    if message.id != ident or not message.flags & FLAG_QR or message.opcode != OPCODE_NOTIFY:
         return None
     rcode = message.flags & 0xF
     if rcode == 0 and key is not None:

@@ -20,12 +20,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from rbl.errors import RblError
 from rbl.transfer.notify import send_notify
 from rbl.transfer.rrwire import WireRecord
-from rbl.errors import RblError
+from rbl.transfer.versions import version_soa, write_settings
 from rbl.zone.config import TransferConfig, TsigKey
 from rbl.zone.snapshot import Snapshot
-from rbl.transfer.versions import write_settings
 
 log = logging.getLogger("rbl.transfer")
 
@@ -95,7 +95,7 @@ class TransferPublisher:
                     log.info("transfer version %d of %s: %d records, %d bytes, rendered in %.2f s (diff %.2f s)%s",
                              index["serial"], origin, index["records"], index["axfr_bytes"],
                              index["render_seconds"], index["diff_seconds"], step)
-                    soa = WireRecord("", 6, index["soa"]["ttl"], bytes.fromhex(index["soa"]["rdata"]))
+                    soa = version_soa(index)
                     for endpoint in config.secondaries:
                         self._notify(origin, index["serial"], soa, endpoint, config.key)
             finally:

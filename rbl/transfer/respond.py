@@ -30,26 +30,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rbl.errors import TransferError
+from rbl.protocol import (
+    CLASS_IN, FLAG_AA, FLAG_QR, FLAG_RD, HEADER, QTYPE_AXFR, QTYPE_IXFR, QTYPE_OPT, QTYPE_SOA, RCODE_FORMERR,
+    RCODE_NOTAUTH, RCODE_REFUSED, RCODE_SERVFAIL, header_only_reply, opt_record,
+)
+from rbl.transfer import history
 from rbl.transfer import tsig as tsiglib
 from rbl.transfer.message import Message, read_message, set_soa_serial, soa_serial
 from rbl.transfer.rrwire import WireRecord, pack_all
-from rbl.dns.wire import QTYPE_OPT, opt_record
-from rbl.errors import TransferError
-from rbl.transfer import history
+from rbl.transfer.versions import INDEX, SETTINGS, load_records, read_chunks, version_soa
 from rbl.zone.config import TransferConfig, TsigKey
-from rbl.transfer.versions import INDEX, SETTINGS, load_records, read_chunks
 
 log = logging.getLogger("rbl.transfer")
 
-QTYPE_IXFR = 251
-QTYPE_AXFR = 252
-QTYPE_SOA = 6
-CLASS_IN = 1
-RCODE_FORMERR = 1
-RCODE_SERVFAIL = 2
-RCODE_REFUSED = 5
-_HEADER = struct.Struct(">HHHHHH")
 YIELD_EVERY = 16  # messages between turns of the event loop: UDP queries keep being answered
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_pack_header = HEADER.pack
 
 
 def transfer_qtype(data: bytes) -> int:
@@ -180,7 +177,7 @@ class TransferResponder:
             signature = tsiglib.find_tsig(data, message)
         except TransferError as exc:
             log.warning("malformed transfer query from %s: %s", client, exc)
-            yield _bare(data, RCODE_FORMERR)
+            yield header_only_reply(data, RCODE_FORMERR)
             return
         kind = "AXFR" if message.qtype == QTYPE_AXFR else "IXFR"
         files = self.zone(message.qname) if message.qclass == CLASS_IN else None
@@ -193,7 +190,7 @@ class TransferResponder:
             yield checked
             return
         key = checked
-        signer = tsiglib.StreamSigner(key, signature.mac) if key is not None else None
+        signer = _signer(key, signature)
         index = files.index
         if index is None or index["question_length"] != message.question_end - 12:
             if index is None:
@@ -210,15 +207,15 @@ class TransferResponder:
             steps = history.plan([history.Step(**s) for s in index["steps"]], index["serial"], client_serial,
                                  index["axfr_bytes"])
             if steps == history.UP_TO_DATE:
-                yield from _bodies(data, message, [_soa(index)], files.origin, signer)
+                yield from _bodies(data, message, [version_soa(index)], files.origin, signer)
                 yield Served("IXFR", files.origin, f"serial {client_serial} is up to date (ours {index['serial']})",
                              1, key.name if key else None)
                 return
             if steps != history.WHOLE_ZONE:
-                records = [_soa(index)]
+                records = [version_soa(index)]
                 for step in steps:
                     records += load_records((files.folder / step.file).read_bytes())
-                records.append(_soa(index))
+                records.append(version_soa(index))
                 yield from _bodies(data, message, records, files.origin, signer)
                 yield Served("IXFR", files.origin, f"serial {client_serial} -> {index['serial']} in "
                              f"{len(steps)} step{'s' * (len(steps) != 1)}", len(records),
@@ -243,7 +240,7 @@ class TransferResponder:
             return _reply(data, message, RCODE_REFUSED)
         if not files.config.allows(client):
             log.warning("refused %s of %s to %s: not in its allow list", kind, files.origin, client)
-            return _reply(data, message, RCODE_REFUSED, _one(key, signature))
+            return _reply(data, message, RCODE_REFUSED, _signer(key, signature))
         return key
 
     def _verify(self, data: bytes, message: Message, signature, files: ZoneFiles | None, client: str, what: str
@@ -255,7 +252,7 @@ class TransferResponder:
         except tsiglib.TsigFailure as failure:
             origin = files.origin if files is not None else message.qname
             log.warning("refused %s of %s to %s: TSIG %s", what, origin, client, failure)
-            head = _reply(data, message, tsiglib.RCODE_NOTAUTH)
+            head = _reply(data, message, RCODE_NOTAUTH)
             if failure.error == tsiglib.BADTIME:
                 # Signed, with the request's time and ours in Other Data, so the client sees the skew.
                 now = int(time.time())
@@ -276,7 +273,7 @@ class TransferResponder:
             message = read_message(data)
             signature = tsiglib.find_tsig(data, message)
         except TransferError:
-            return _bare(data, RCODE_FORMERR)
+            return header_only_reply(data, RCODE_FORMERR)
         files = self.zone_above(message.qname)
         checked = self._verify(data, message, signature, files, client or "?", f"a query ({message.qname})")
         if isinstance(checked, bytes):
@@ -307,32 +304,19 @@ class Served:
     key: str | None
 
 
-class _One:
-    """A signer for a single reply."""
-
-    def __init__(self, key: TsigKey, request_mac: bytes):
-        self.key, self.request_mac = key, request_mac
-
-    def sign(self, wire: bytes) -> bytes:
-        return tsiglib.sign(wire, self.key, request_mac=self.request_mac)[0]
-
-
-def _one(key: TsigKey | None, signature) -> _One | None:
-    return _One(key, signature.mac) if key is not None else None
+def _signer(key: TsigKey | None, signature: tsiglib.Tsig | None) -> tsiglib.StreamSigner | None:
+    """What signs the replies to a request signed with ``key`` (one reply or a stream); None: unsigned."""
+    return tsiglib.StreamSigner(key, signature.mac) if key is not None else None
 
 
 def _flags(data: bytes, rcode: int) -> int:
     # QR and AA set, opcode QUERY, RD copied, RA clear.
-    return 0x8400 | data[2] << 8 & 0x0100 | rcode
+    return FLAG_QR | FLAG_AA | data[2] << 8 & FLAG_RD | rcode
 
 
-def _bare(data: bytes, rcode: int) -> bytes:
-    return data[:2] + struct.pack(">HHHHH", 0x8000 | (data[2] & 0x79) << 8 | rcode, 0, 0, 0, 0)
-
-
-def _reply(data: bytes, message: Message, rcode: int, signer=None) -> bytes:
+def _reply(data: bytes, message: Message, rcode: int, signer: tsiglib.StreamSigner | None = None) -> bytes:
     """A reply with the question and no records (signed when a signer is given)."""
-    wire = _HEADER.pack(message.id, _flags(data, rcode) & ~(0x0400 if rcode == RCODE_REFUSED else 0),
+    wire = _pack_header(message.id, _flags(data, rcode) & ~(FLAG_AA if rcode == RCODE_REFUSED else 0),
                         1, 0, 0, 0) + data[12:message.question_end]
     return signer.sign(wire) if signer is not None else wire
 
@@ -342,13 +326,14 @@ def _opt(data: bytes, message: Message) -> bytes:
     return opt_record(0) if any(r.rtype == QTYPE_OPT for r in message.additional) else b""
 
 
-def _frame(data: bytes, message: Message, body: bytes, count: int, opt: bytes, signer) -> bytes:
-    wire = _HEADER.pack(message.id, _flags(data, 0), 1, count, 0, 1 if opt else 0) \
+def _frame(data: bytes, message: Message, body: bytes, count: int, opt: bytes,
+           signer: tsiglib.StreamSigner | None) -> bytes:
+    wire = _pack_header(message.id, _flags(data, 0), 1, count, 0, 1 if opt else 0) \
         + data[12:message.question_end] + body + opt
     return signer.sign(wire) if signer is not None else wire
 
 
-def _whole_zone(data: bytes, message: Message, files: ZoneFiles, signer):
+def _whole_zone(data: bytes, message: Message, files: ZoneFiles, signer: tsiglib.StreamSigner | None):
     """The newest version's bodies, as they were rendered."""
     opt = _opt(data, message)
     try:
@@ -361,14 +346,11 @@ def _whole_zone(data: bytes, message: Message, files: ZoneFiles, signer):
             yield _frame(data, message, body, count, opt, signer)
 
 
-def _bodies(data: bytes, message: Message, records: list[WireRecord], origin: str, signer):
+def _bodies(data: bytes, message: Message, records: list[WireRecord], origin: str,
+            signer: tsiglib.StreamSigner | None):
     opt = _opt(data, message)
     for body, count in pack_all(records, message.question_end - 12):
         yield _frame(data, message, body, count, opt, signer)
-
-
-def _soa(index: dict) -> WireRecord:
-    return WireRecord("", QTYPE_SOA, index["soa"]["ttl"], bytes.fromhex(index["soa"]["rdata"]))
 
 
 def _ixfr_serial(data: bytes, message: Message, origin: str) -> int | None:

@@ -1,7 +1,7 @@
 """Resource records for zone transfers: from presentation format to the wire and back.
 
-A zone's records (``rbl.zone.records.Record``: owner relative to the apex,
-rdata in presentation format) are encoded once per serial into message
+A zone's records (:class:`rbl.zone.records.TextRecord`: owner relative to the
+apex, rdata in presentation format) are encoded once per serial into message
 bodies ready to send: names compressed against the question (whose name is
 the origin, at offset 12) and against each other within a message. Workers
 then only add a header, the question and a TSIG. The few types a zone of
@@ -17,18 +17,19 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from rbl.transfer.message import name_wire, read_name
 from rbl.errors import TransferError
+from rbl.protocol import (
+    CLASS_IN, MAX_POINTER, POINTERS, QTYPE_A, QTYPE_AAAA, QTYPE_CNAME, QTYPE_NS, QTYPE_SOA, QTYPE_TXT,
+    QUESTION_OFFSET, RR_FIXED, name_wire,
+)
+from rbl.transfer.message import read_name
 
-TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "TXT": 16, "AAAA": 28}
-TYPE_NAMES = {v: k for k, v in TYPES.items()}
-CLASS_IN = 1
-QUESTION_OFFSET = 12  # the origin's name in every message we send starts here
-MAX_POINTER = 0x3FFF  # a compression pointer reaches no further
+# The types a zone of rbl holds, by their names in presentation format.
+TYPES = {"A": QTYPE_A, "NS": QTYPE_NS, "CNAME": QTYPE_CNAME, "SOA": QTYPE_SOA, "TXT": QTYPE_TXT, "AAAA": QTYPE_AAAA}
 BODY_LIMIT = 16000  # bytes of records per message: every name stays a pointer target
-_FIXED = struct.Struct(">HHIH")
 _LENGTHS = [bytes([n]) for n in range(256)]
-_POINTERS = [struct.pack(">H", 0xC000 | offset) for offset in range(MAX_POINTER + 1)]
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_pack_fixed, _unpack_fixed = RR_FIXED.pack, RR_FIXED.unpack_from
 MAX_CHAIN = 8  # pointers followed to read any name we write (dnspython refuses more than 16)
 
 
@@ -113,8 +114,9 @@ def rdata_wire(rtype: str, text: str) -> bytes:
 
 
 def encode(records: Iterable) -> Iterator[tuple[str, int, int, bytes]]:
-    """``Record(name, ttl, rtype, rdata)`` tuples as (name, type, TTL, rdata bytes): a :class:`WireRecord`'s
-    fields, as plain tuples (a million of them: every call counts). Repeated rdata is encoded once."""
+    """:class:`~rbl.zone.records.TextRecord` tuples (name, TTL, type, rdata text) as (name, type, TTL,
+    rdata bytes): a :class:`WireRecord`'s fields, as plain tuples (a million of them: every call
+    counts), equal to the WireRecord they stand for. Repeated rdata is encoded once."""
     cache: dict[tuple[str, str], bytes] = {}
     types = TYPES
     for name, ttl, rtype, rdata in records:
@@ -134,11 +136,6 @@ def encode(records: Iterable) -> Iterator[tuple[str, int, int, bytes]]:
                 encoded = cache[(rtype, rdata)] = rdata_wire(rtype, rdata)
         # Names stay as given (rbl's are lowercase): lowering a million of them copies each.
         yield ("" if name == "@" else name), types[rtype], ttl, encoded
-
-
-def wire_records(records: Iterable) -> Iterator[WireRecord]:
-    """``Record(name, ttl, rtype, rdata)`` tuples as :class:`WireRecord`."""
-    return (WireRecord(*fields) for fields in encode(records))
 
 
 class Packer:
@@ -166,7 +163,7 @@ class Packer:
         """Add one record (its name relative to the origin, lowercase); a finished body or None."""
         known = self.names.get(name)
         if known is not None and known[1] < MAX_CHAIN:  # the owner of the record before, mostly
-            encoded = _POINTERS[known[0]] + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+            encoded = POINTERS[known[0]] + _pack_fixed(rtype, CLASS_IN, ttl, len(rdata)) + rdata
             if self.size + len(encoded) <= self.limit or not self.count:
                 self.parts.append(encoded)
                 self.size += len(encoded)
@@ -174,11 +171,11 @@ class Packer:
                 return None
         done = None
         owner, written, depth = self._owner(name, self.base + self.size)
-        encoded = owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+        encoded = owner + _pack_fixed(rtype, CLASS_IN, ttl, len(rdata)) + rdata
         if self.size + len(encoded) > self.limit and self.count:
             done = self.flush()
             owner, written, depth = self._owner(name, self.base)
-            encoded = owner + _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+            encoded = owner + _pack_fixed(rtype, CLASS_IN, ttl, len(rdata)) + rdata
         names = self.names
         for suffix, offset in written:
             names[suffix] = (offset, depth)
@@ -218,7 +215,7 @@ class Packer:
             head.append(_LENGTHS[len(raw)] + raw)
             size += 1 + len(raw)
             pos = dot + 1
-        return b"".join(head) + _POINTERS[target[0]], written, target[1] + 1
+        return b"".join(head) + POINTERS[target[0]], written, target[1] + 1
 
     def flush(self) -> tuple[bytes, int] | None:
         """The body packed so far, or None when empty; the next body starts afresh."""
@@ -257,7 +254,7 @@ def unpack(body: bytes, count: int, question_length: int, origin_labels: int) ->
     pos = base
     for _ in range(count):
         labels, pos = read_name(message, pos)
-        rtype, rclass, ttl, rdlen = _FIXED.unpack_from(message, pos)
+        rtype, rclass, ttl, rdlen = _unpack_fixed(message, pos)
         pos += 10
         rdata = message[pos: pos + rdlen]
         pos += rdlen

@@ -16,12 +16,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rbl.transfer.message import Message, name_wire, read_message, read_name, dotted
 from rbl.errors import TransferError
+from rbl.protocol import CLASS_ANY, QTYPE_TSIG, RR_FIXED, name_wire
+from rbl.transfer.message import Message, dotted, read_message, read_name
 from rbl.zone.config import TsigKey
 
-TYPE_TSIG = 250
-CLASS_ANY = 255
 FUDGE = 300  # seconds of clock skew allowed either way (the RFC's recommendation)
 
 # TSIG error codes (RFC 8945 section 3): in the TSIG record, the header says NOTAUTH.
@@ -29,8 +28,9 @@ BADSIG = 16
 BADKEY = 17
 BADTIME = 18
 BADTRUNC = 22
-RCODE_NOTAUTH = 9
 ERROR_NAMES = {BADSIG: "BADSIG", BADKEY: "BADKEY", BADTIME: "BADTIME", BADTRUNC: "BADTRUNC"}
+# Bound once: Python 3.11 calls a method of an imported name through a new bound method each time.
+_pack_fixed = RR_FIXED.pack
 
 _HASHES = {
     "hmac-sha1": hashlib.sha1, "hmac-sha224": hashlib.sha224, "hmac-sha256": hashlib.sha256,
@@ -69,7 +69,7 @@ def find_tsig(wire: bytes, message: Message | None = None) -> Tsig | None:
     """
     message = message or read_message(wire)
     records = (*message.answer, *message.authority, *message.additional)
-    found = [r for r in records if r.rtype == TYPE_TSIG]
+    found = [r for r in records if r.rtype == QTYPE_TSIG]
     if not found:
         return None
     record = found[0]
@@ -93,8 +93,7 @@ def find_tsig(wire: bytes, message: Message | None = None) -> Tsig | None:
 
 def _variables(key_name: str, algorithm: str, time_signed: int, fudge: int, error: int, other: bytes) -> bytes:
     return (name_wire(key_name) + struct.pack(">HI", CLASS_ANY, 0) + name_wire(algorithm)
-            + struct.pack(">HIH", time_signed >> 32, time_signed & 0xFFFFFFFF, fudge)
-            + struct.pack(">HH", error, len(other)) + other)
+            + _timers(time_signed, fudge) + struct.pack(">HH", error, len(other)) + other)
 
 
 def _timers(time_signed: int, fudge: int) -> bytes:
@@ -140,7 +139,7 @@ def _append(wire: bytes, key_name: str, algorithm: str, time_signed: int, mac: b
             error: int, other: bytes) -> bytes:
     rdata = (name_wire(algorithm) + _timers(time_signed, FUDGE) + struct.pack(">H", len(mac)) + mac
              + struct.pack(">HHH", original_id, error, len(other)) + other)
-    record = name_wire(key_name) + struct.pack(">HHIH", TYPE_TSIG, CLASS_ANY, 0, len(rdata)) + rdata
+    record = name_wire(key_name) + _pack_fixed(QTYPE_TSIG, CLASS_ANY, 0, len(rdata)) + rdata
     (arcount,) = struct.unpack_from(">H", wire, 10)
     return wire[:10] + struct.pack(">H", arcount + 1) + wire[12:] + record
 
@@ -161,7 +160,10 @@ def error_reply(wire: bytes, tsig: Tsig, error: int) -> bytes:
 
 
 class StreamSigner:
-    """Signs the messages of one reply stream (AXFR, IXFR): each message carries a TSIG."""
+    """Signs the messages of one reply stream (AXFR, IXFR): each message carries a TSIG.
+
+    A single reply is a stream of one: its signature is the first message's.
+    """
 
     def __init__(self, key: TsigKey, request_mac: bytes, now: float | None = None):
         self.key = key

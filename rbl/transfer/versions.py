@@ -32,10 +32,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rbl.transfer.message import name_wire
-from rbl.transfer.rrwire import Packer, WireRecord, encode, unpack
 from rbl.errors import TransferError
+from rbl.protocol import QTYPE_SOA, name_wire
 from rbl.transfer import history
+from rbl.transfer.rrwire import Packer, WireRecord, encode, unpack
 from rbl.zone.config import TransferConfig
 
 if TYPE_CHECKING:  # numpy only where versions are rendered (the primary's helper): workers do without
@@ -46,7 +46,6 @@ INDEX = "index.json"
 SETTINGS = "settings.json"
 _CHUNK = struct.Struct(">IH")
 _STORED = struct.Struct(">HHIH")  # name length, type, TTL, rdata length
-TYPE_SOA = 6
 
 
 def question_length(origin: str) -> int:
@@ -144,6 +143,11 @@ def _soa_serial(record: WireRecord) -> int:
     return struct.unpack_from(">I", data, pos)[0]
 
 
+def version_soa(index: dict) -> WireRecord:
+    """The SOA record of the version an index describes (as :func:`render` wrote it there)."""
+    return WireRecord("", QTYPE_SOA, index["soa"]["ttl"], bytes.fromhex(index["soa"]["rdata"]))
+
+
 def read_index(zone_dir: Path) -> dict | None:
     try:
         return json.loads((zone_dir / INDEX).read_text())
@@ -152,7 +156,8 @@ def read_index(zone_dir: Path) -> dict | None:
 
 
 def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
-    """Write the version of a zone that ``records`` are (``Record`` tuples, SOA first); its index.
+    """Write the version of a zone that ``records`` are (:class:`~rbl.zone.records.TextRecord` tuples,
+    SOA first); its index.
 
     ``keep``: how many steps of history to keep (0: none; every IXFR gets the
     whole zone).
@@ -166,7 +171,7 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
     zone_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stream = encode(records)
     first = next(stream, None)
-    if first is None or first[1] != TYPE_SOA or first[0]:
+    if first is None or first[1] != QTYPE_SOA or first[0]:
         raise TransferError(f"{origin}: the records do not begin with the SOA")
     soa = WireRecord(*first)
     serial = _soa_serial(soa)
@@ -188,7 +193,7 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
             add(*soa)
             # The loop a million records go through: kept flat, no call it can do without.
             for name, rtype, ttl, rdata in stream:
-                if rtype == TYPE_SOA and not name:
+                if rtype == QTYPE_SOA and not name:
                     raise TransferError(f"{origin}: a second SOA at the apex")
                 if keep:  # the digest diffs compare (see history.diff): name, type, TTL and rdata
                     digests += blake(b"%s %d %d %s" % (name.encode(), rtype, ttl, rdata), digest_size=8).digest()
@@ -223,8 +228,7 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
         except (OSError, TransferError):
             pass  # the previous version's files are gone: no history to build on
         if gone is not None:
-            old_soa = WireRecord("", TYPE_SOA, previous["soa"]["ttl"], bytes.fromhex(previous["soa"]["rdata"]))
-            data = store_records([old_soa, *gone, soa, *new])
+            data = store_records([version_soa(previous), *gone, soa, *new])
             name = f"{previous['serial']}-{serial}.ixfr"
             (zone_dir / (name + ".tmp")).write_bytes(data)
             os.replace(zone_dir / (name + ".tmp"), zone_dir / name)

@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rbl import yamlfile
-from rbl.errors import ConfigError
+from rbl.addresses import parse_endpoint
+from rbl.errors import ConfigError, RblError
 
 _NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$")
 MAX_TTL = 2**31 - 1
@@ -332,11 +333,11 @@ def _transfer(node: yamlfile.Located) -> TransferConfig | None:
                         "secondaries")
     endpoints = []
     for item in secondaries:
-        endpoint = _endpoint(str(item))
-        if endpoint is None:
+        try:
+            endpoints.append(parse_endpoint(str(item), 53, remote=True))
+        except RblError:
             raise xfr.error(f"secondaries: {item!r} is not an IP address with an optional port, such as "
-                            "192.0.2.1:53 or [2001:db8::1]:53", "secondaries")
-        endpoints.append(endpoint)
+                            "192.0.2.1:53 or [2001:db8::1]:53", "secondaries") from None
     if len(set(endpoints)) != len(endpoints):
         raise xfr.error("secondaries: an address is named twice", "secondaries")
     tsig = xfr.get("tsig", "required")
@@ -352,26 +353,6 @@ def _transfer(node: yamlfile.Located) -> TransferConfig | None:
                    "or say tsig: optional to allow unsigned transfers")
         raise xfr.error(message, "tsig") if "tsig" in xfr else node.error(message, "transfer")
     return TransferConfig(allow=tuple(networks), secondaries=tuple(endpoints), key=key, tsig=tsig, history=history)
-
-
-def _endpoint(text: str) -> tuple[str, int] | None:
-    """``192.0.2.1``, ``192.0.2.1:5300``, ``2001:db8::1`` or ``[2001:db8::1]:5300``; None if not one."""
-    host, port = text, "53"
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                return None
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    try:
-        address = str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        return None
-    return address, int(port)
 
 
 def _tsig_key(xfr: yamlfile.Located) -> TsigKey:

@@ -52,8 +52,9 @@ HOLE_LABEL = "excluded"
 HOLE = -1  # in a Cover: an unlisted name under a wildcard, written as that CNAME
 
 
-class Record(NamedTuple):
-    """One resource record: owner relative to the zone's apex ("@" for the apex)."""
+class TextRecord(NamedTuple):
+    """One resource record as text: owner relative to the zone's apex ("@" for the apex), rdata as a
+    zone file writes it (transfers encode it: :class:`rbl.transfer.rrwire.WireRecord`)."""
 
     name: str
     ttl: int
@@ -412,13 +413,13 @@ class _Rdata:
         self.fixed = [txt_rdata(a.txt[0]) if a is not None and a.txt is not None and len(a.txt) == 1 else None
                       for a in answers]
 
-    def records(self, name: str, ttl: int, value: int, subject: str) -> Iterator[Record]:
+    def records(self, name: str, ttl: int, value: int, subject: str) -> Iterator[TextRecord]:
         for code in self.a[value]:
-            yield Record(name, ttl, "A", code)
+            yield TextRecord(name, ttl, "A", code)
         answer = self.answers[value]
         if answer.txt is not None:
             fixed = self.fixed[value]
-            yield Record(name, ttl, "TXT", fixed if fixed is not None else txt_rdata(answer.text(subject)))
+            yield TextRecord(name, ttl, "TXT", fixed if fixed is not None else txt_rdata(answer.text(subject)))
 
 
 _OCTETS = [str(i) for i in range(256)]
@@ -459,8 +460,8 @@ def _mapped_subject(index: int, depth: int) -> str:
     return net if depth == 8 else f"{net}/{4 * depth}"
 
 
-def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, subject, hole: Record
-                   ) -> Iterator[Record]:
+def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, subject, hole: TextRecord
+                   ) -> Iterator[TextRecord]:
     levels, codes, answers, fixed = cover.levels, rdata.a, rdata.answers, rdata.fixed
     for depth, index, value in zip(cover.depth.tolist(), cover.index.tolist(), cover.value.tolist()):
         if value == HOLE:
@@ -468,11 +469,12 @@ def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, sub
             continue
         name = path(index, depth) + suffix if depth == levels else "*." + path(index, depth) + suffix
         for code in codes[value]:
-            yield Record(name, ttl, "A", code)
+            yield TextRecord(name, ttl, "A", code)
         parts = answers[value].txt
         if parts is not None:
             text = fixed[value]
-            yield Record(name, ttl, "TXT", text if text is not None else txt_rdata(subject(index, depth).join(parts)))
+            yield TextRecord(name, ttl, "TXT",
+                             text if text is not None else txt_rdata(subject(index, depth).join(parts)))
 
 
 def _test_point_runs(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -483,7 +485,7 @@ def _test_point_runs(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray
 
 
 def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str, skip: tuple[str, ...] = ()
-                      ) -> Iterator[Record]:
+                      ) -> Iterator[TextRecord]:
     """The records answering one zone's (or sub-zone's) listings; names end with ``suffix``.
 
     ``mapped``: answer ::ffff:0:0/96 names from the IPv4 data, as rbl does (False:
@@ -494,7 +496,7 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
     config = zone.config
     ttl = config.ttl
     # A hole lives as long as rbl's NXDOMAIN would (RFC 2308): a later listing shows as soon.
-    hole = Record("", min(config.soa.ttl, config.negative_ttl), "CNAME", holes)
+    hole = TextRecord("", min(config.soa.ttl, config.negative_ttl), "CNAME", holes)
     rdata = _Rdata(zone.answers)
     ip4 = ip4_runs(zone)
     yield from _cover_records(tree_cover(*ip4, IP4_BITS, 8, shared_depth=3), rdata, ttl, suffix,
@@ -519,7 +521,7 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
             yield from rdata.records("*." + name, ttl, node.below, node.name)
 
 
-def zone_records(snapshot: Snapshot, origin: str, mapped: bool | None = None) -> Iterator[Record]:
+def zone_records(snapshot: Snapshot, origin: str, mapped: bool | None = None) -> Iterator[TextRecord]:
     """Every record of the zone ``origin`` and its sub-zones, apex first; names relative to it.
 
     The apex holds the SOA (serial: the snapshot's), NS and in-zone glue;
@@ -533,13 +535,13 @@ def zone_records(snapshot: Snapshot, origin: str, mapped: bool | None = None) ->
     if mapped is None:
         mapped = config.export_ipv4_mapped
     soa = config.soa
-    yield Record("@", soa.ttl, "SOA", f"{soa.mname}. {soa.rname}. {snapshot.serial} {soa.refresh} {soa.retry} "
+    yield TextRecord("@", soa.ttl, "SOA", f"{soa.mname}. {soa.rname}. {snapshot.serial} {soa.refresh} {soa.retry} "
                                       f"{soa.expire} {config.negative_ttl}")
     for host in config.ns:
-        yield Record("@", config.ns_ttl, "NS", host + ".")
+        yield TextRecord("@", config.ns_ttl, "NS", host + ".")
     for host in config.ns:
         for address in config.glue.get(host, ()):
-            yield Record(host[: -len(origin) - 1], config.ns_ttl, "AAAA" if ":" in address else "A", address)
+            yield TextRecord(host[: -len(origin) - 1], config.ns_ttl, "AAAA" if ":" in address else "A", address)
     subs = sorted(z.config.origin[: -len(origin) - 1] for z in zones if z.config.apex)
     hole = HOLE_LABEL
     while hole in subs or f"{hole}.{origin}" in config.glue:

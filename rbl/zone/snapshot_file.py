@@ -52,7 +52,7 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
             ends.append(total)
         placed["domain_key_ends"] = place(ends.tobytes())
         # Transfer settings (and their TSIG secret) stay out: workers read them from the
-        # transfer index the primary writes beside the snapshots (rbl/dns/transfer.py).
+        # settings.json the primary writes beside the snapshots (rbl/transfer/versions.py).
         config = dataclasses.asdict(dataclasses.replace(zone.config, transfer=None))
         del config["transfer"]
         answers, digest = _answers_blob(zone.answers)
