@@ -24,7 +24,6 @@ anything else stops the run with the server's answer.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import json
@@ -46,7 +45,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, arguments, stop
 LOAD_SPACE = (0x34040000, 14)  # 52.4.0.0/14, EC2 (shared) in the demo feed: the load's subjects
 LISTED_SPACE = (0x03058C00, 22)  # 3.5.140.0/22, EC2 too: the listed addresses, never in the load
 
@@ -103,13 +102,7 @@ class Server:
         return {rr.address for rrset in reply.answer for rr in rrset if rr.rdtype == dns.rdatatype.A}
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: a clean stop, so a --profile file gets written
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 30)  # SIGTERM first: a clean stop, so a --profile file gets written
 
 
 async def load(server: Server, token: str, clients: int, seconds: float, batch: int, seed: int) -> dict:
@@ -173,7 +166,7 @@ async def to_throttle_under_load(server: Server, token: str, addresses: list[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arguments(__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10, help="length of each throughput run")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients in the throughput runs")

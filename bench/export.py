@@ -15,23 +15,20 @@ the zone file (the default) and without them (``export: ipv4_mapped: false``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, fill_store, store_arguments
 
 
-def fill_store(db: Path, count: int, seed: int) -> float:
+def listings(count: int, seed: int) -> list:
+    """Seeded entries: IPv4 singles (a tenth in dense /24s), CIDRs with holes, IPv6 prefixes, domains."""
     from rbl.addresses import parse_subject
-    from rbl.store import ListingStore
     from rbl.store.listings import Entry
 
     rng = random.Random(seed)
@@ -59,26 +56,18 @@ def fill_store(db: Path, count: int, seed: int) -> float:
         entries.append(Entry(parse_subject(str(net))))
     for i in range(count // 100):  # domains, every form
         entries.append(Entry(parse_subject(f"{rng.choice(['', '*.', '.'])}host{i}.spam{i % 97}.example")))
-    store = ListingStore(db)
-    started = time.perf_counter()
-    store.add(entries, zone="bl.example", actor="bench", expires=None, action="import")
-    store.close()
-    return time.perf_counter() - started
+    return entries
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--listings", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1035)
-    args = parser.parse_args()
+    args = store_arguments(__doc__, seed=1035).parse_args()
 
     from rbl.zone.source import SnapshotSource
     from rbl.zone.export import export
 
     with tempfile.TemporaryDirectory(prefix="rbl-bench-export-") as tmp:
         work = Path(tmp)
-        fill = fill_store(work / "rbl.db", args.listings, args.seed)
+        fill = fill_store(work / "rbl.db", listings(args.listings, args.seed))
         print(f"store filled in {fill:.1f} s", flush=True)
         source = SnapshotSource(str(work / "rbl.db"), str(ROOT / "policy"), str(ROOT / "zones"))
         started = time.perf_counter()

@@ -20,19 +20,18 @@ in fresh processes, median of several rounds:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, fill_store, store_arguments
+
 FEEDS = ROOT.parent / "shared" / "data" / "feeds"
-sys.path.insert(0, str(ROOT))
 
 VENDORS = {  # vendor: [(feed parser, file, space)]
     "aws": [("aws-ip-ranges", "aws-ip-ranges.json", "shared")],
@@ -99,14 +98,15 @@ def write_policy(folder: Path, vendors: dict) -> None:
         (folder / "vendors" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
 
 
-def fill_store(db: Path, count: int, seed: int) -> float:
+def vendor_listings(policy_dir: Path, count: int, seed: int) -> Iterator:
+    """Seeded IPv4 entries, a third inside the vendor ranges of ``policy_dir`` (some dense enough to
+    escalate); the addresses are drawn now, the entries made as they are read."""
     from rbl.addresses import parse_subject
     from rbl.policy.vendors import load_policy
-    from rbl.store import ListingStore
     from rbl.store.listings import Entry
 
     rng = random.Random(seed)
-    policy = load_policy(db.parent / "policy")
+    policy = load_policy(policy_dir)
     ranges = [r for r in policy.ranges if r.kind == "ip4" and r.plen >= 12]
     addresses: set[int] = set()
     while len(addresses) < count // 3:  # inside vendor ranges
@@ -118,12 +118,7 @@ def fill_store(db: Path, count: int, seed: int) -> float:
         a = rng.randrange(0x01000000, 0xDF000000)
         if a >> 24 != 127:
             addresses.add(a)
-    store = ListingStore(db)
-    started = time.perf_counter()
-    entries = (Entry(parse_subject(f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}")) for a in addresses)
-    store.add(entries, zone="bl.example", actor="bench", expires=None, action="import")
-    store.close()
-    return time.perf_counter() - started
+    return (Entry(parse_subject(f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}")) for a in addresses)
 
 
 def measure(work: Path, policy: Path) -> dict:
@@ -133,16 +128,12 @@ def measure(work: Path, policy: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--listings", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=5782)
-    args = parser.parse_args()
+    args = store_arguments(__doc__, seed=5782).parse_args()
     with tempfile.TemporaryDirectory(prefix="rbl-bench-policy-") as tmp:
         work = Path(tmp)
         write_policy(work / "policy", VENDORS)
         (work / "empty").mkdir()
-        fill = fill_store(work / "rbl.db", args.listings, args.seed)
+        fill = fill_store(work / "rbl.db", vendor_listings(work / "policy", args.listings, args.seed))
         print(f"store filled with {args.listings} listings in {fill:.1f} s", flush=True)
         runs = {"every real feed": [], "no vendor policy": []}
         for _ in range(args.rounds):

@@ -22,7 +22,6 @@ measured side by side means more than any absolute number.
 
 from __future__ import annotations
 
-import argparse
 from array import array
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -39,14 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, arguments, free_port, stop
+
 TXT = "Listed by bl.example, see https://bl.example/lookup?q=$"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def generate(out: Path, n_ip4: int, n_cidr: int, n_ip6: int, n_dom: int, seed: int) -> dict:
@@ -179,12 +173,7 @@ class Peer:
         return rss_kib(self.proc.pid) / 1024
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, 10)
 
 
 class Rbl(Peer):
@@ -260,7 +249,6 @@ def answered(port: int, name: str) -> bool:
 
 def compile_seconds(work: Path, rounds: int) -> float:
     """Median time to compile the whole store into a serving snapshot, in process."""
-    sys.path.insert(0, str(ROOT))
     from rbl.zone.source import SnapshotSource
 
     source = SnapshotSource(str(work / "rbl.db"), str(ROOT / "policy"), str(ROOT / "zones"))
@@ -274,7 +262,7 @@ def compile_seconds(work: Path, rounds: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arguments(__doc__)
     parser.add_argument("--ip4", type=int, default=1_000_000, help="single IPv4 listings")
     parser.add_argument("--cidrs", type=int, default=20_000, help="IPv4 CIDRs /16../30")
     parser.add_argument("--ip6", type=int, default=50_000, help="IPv6 prefixes /48../128")

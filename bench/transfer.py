@@ -23,7 +23,6 @@ and measures:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import random
@@ -44,21 +43,10 @@ import dns.query
 import dns.rcode
 import dns.tsigkeyring
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from common import ROOT, fill_store, free_port, stop, store_arguments
 
 ORIGIN = "bl.example"
 KEY = "rbl-xfr"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", port))
-    return port
 
 
 def read_exact(sock: socket.socket, size: int) -> bytes:
@@ -115,13 +103,7 @@ class Logged:
         raise RuntimeError(f"{pattern!r} not within {timeout} s:\n{self.text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 30)
         if self.out:
             self.out.close()
 
@@ -147,13 +129,9 @@ KNOT_CONF = (ROOT / "tests" / "fixtures" / "knot-secondary.conf").read_text()
 
 
 def main() -> None:
-    from policy import fill_store  # bench/policy.py: seeded listings, a third in vendor ranges
+    from policy import vendor_listings  # bench/policy.py: seeded listings, a third in vendor ranges
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--listings", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=5782)
-    args = parser.parse_args()
+    args = store_arguments(__doc__, seed=5782).parse_args()
     knotd = shutil.which("knotd") or ("/usr/sbin/knotd" if os.path.exists("/usr/sbin/knotd") else None)
     secret = base64.b64encode(random.Random(args.seed).randbytes(32)).decode()
     with tempfile.TemporaryDirectory(prefix="rbl-bench-transfer-") as tmp:
@@ -166,7 +144,7 @@ def main() -> None:
             f.write(f"\ntransfer:\n  allow: [127.0.0.0/8]\n  key: {{name: {KEY}, secret_file: xfr.key}}\n"
                     + (f"  secondaries: ['127.0.0.1:{knot_port}']\n" if knotd else ""))
         started = time.perf_counter()
-        fill_store(work / "rbl.db", args.listings, args.seed)
+        fill_store(work / "rbl.db", vendor_listings(work / "policy", args.listings, args.seed))
         print(f"store filled with {args.listings:,} listings in {time.perf_counter() - started:.0f} s", flush=True)
         env = dict(os.environ, RBL_DB=str(work / "rbl.db"), RBL_POLICY=str(work / "policy"),
                    RBL_ZONES=str(work / "zones"))

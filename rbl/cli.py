@@ -422,6 +422,51 @@ def _token_created(token, text: str) -> None:
     click.echo(f"{token.describe()} (shown once, store it now): {text}")
 
 
+def _token_commands(group: click.Group, scope: str, *, create_help: str, revoke_help: str, list_help: str) -> None:
+    """``create``, ``revoke`` and ``list`` under ``group`` for the tokens of one scope, with these helps.
+
+    A vendor's create and list name the vendor (VENDOR, checked against the policy
+    folder on create); the operator's have no such argument.
+    """
+    by_vendor = scope == "vendor"
+    label = click.option("--label", help="A note to tell tokens apart, such as who holds it.")
+    active = click.option("--active", is_flag=True, help="Only tokens in force, not revoked ones.")
+    as_json = click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    token_id = click.argument("token_id", type=int, metavar="ID")
+    owner = [click.argument("vendor_name", metavar="VENDOR")] if by_vendor else []
+    owner_if_any = [click.argument("vendor_name", metavar="[VENDOR]", required=False)] if by_vendor else []
+
+    def command(name: str, text: str, *params):
+        """Register func as ``name``: --db, --policy, --zones first, then params in order, as decorators would."""
+        def register(func):
+            for param in reversed(params):
+                func = param(func)
+            return group.command(name, help=text)(locations(func))
+        return register
+
+    def create_(db, policy, zones, label, vendor_name=None) -> None:
+        if by_vendor:
+            from rbl.policy.vendors import load_policy
+
+            known = sorted(load_policy(policy).vendors)
+            if vendor_name not in known:
+                raise RblError(f"VENDOR: no vendor {vendor_name!r} in {policy} (vendors: {', '.join(known) or 'none'})")
+        token, text = _token_store(db).create(scope, vendor_name, _actor(), label=label)
+        _token_created(token, text)
+
+    def revoke_(db, policy, zones, token_id) -> None:
+        token = _token_store(db).revoke(token_id, _actor(), scope=scope)
+        click.echo(f"{token.describe()} revoked")
+
+    def list_(db, policy, zones, active, as_json, vendor_name=None) -> None:
+        tokens = _token_store(db).list(vendor_name, include_revoked=not active, scope=scope)
+        _token_rows(tokens, as_json, f"no {scope} tokens" + (f" for {vendor_name}" if vendor_name else ""))
+
+    command("create", create_help, *owner, label)(create_)
+    command("revoke", revoke_help, token_id)(revoke_)
+    command("list", list_help, *owner_if_any, active, as_json)(list_)
+
+
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def vendor() -> None:
     """Vendors of the policy folder: their credentials for the HTTP API.
@@ -444,12 +489,9 @@ def vendor_token() -> None:
     """
 
 
-@vendor_token.command("create")
-@locations
-@click.argument("vendor_name", metavar="VENDOR")
-@click.option("--label", help="A note to tell tokens apart, such as who holds it.")
-def vendor_token_create(db, policy, zones, vendor_name, label) -> None:
-    """Create a token for VENDOR (a vendor of the policy folder); print it once.
+_token_commands(
+    vendor_token, "vendor",
+    create_help="""Create a token for VENDOR (a vendor of the policy folder); print it once.
 
     The token is the last word of the output: nothing can show it again, as
     only its hash is stored. Revoke it and create another if it is lost.
@@ -458,46 +500,22 @@ def vendor_token_create(db, policy, zones, vendor_name, label) -> None:
     Example:
         rbl vendor token create aws --label "abuse desk"
         token 3 for vendor aws (shown once, store it now): rbl_...
-    """
-    from rbl.policy.vendors import load_policy
-
-    known = sorted(load_policy(policy).vendors)
-    if vendor_name not in known:
-        raise RblError(f"VENDOR: no vendor {vendor_name!r} in {policy} (vendors: {', '.join(known) or 'none'})")
-    token, text = _token_store(db).create("vendor", vendor_name, _actor(), label=label)
-    _token_created(token, text)
-
-
-@vendor_token.command("revoke")
-@locations
-@click.argument("token_id", type=int, metavar="ID")
-def vendor_token_revoke(db, policy, zones, token_id) -> None:
-    """Revoke a vendor's token by its id (as `rbl vendor token list` shows); it is refused from now on.
+    """,
+    revoke_help="""Revoke a vendor's token by its id (as `rbl vendor token list` shows); it is refused from now on.
 
     \b
     Example:
         rbl vendor token revoke 3
-    """
-    token = _token_store(db).revoke(token_id, _actor(), scope="vendor")
-    click.echo(f"{token.describe()} revoked")
-
-
-@vendor_token.command("list")
-@locations
-@click.argument("vendor_name", metavar="[VENDOR]", required=False)
-@click.option("--active", is_flag=True, help="Only tokens in force, not revoked ones.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def vendor_token_list(db, policy, zones, vendor_name, active, as_json) -> None:
-    """List vendor tokens (all, or VENDOR's): id, vendor, hint, label, created, revoked.
+    """,
+    list_help="""List vendor tokens (all, or VENDOR's): id, vendor, hint, label, created, revoked.
 
     Never the token itself: the hint is its first 8 characters.
 
     \b
     Example:
         rbl vendor token list aws
-    """
-    tokens = _token_store(db).list(vendor_name, include_revoked=not active, scope="vendor")
-    _token_rows(tokens, as_json, "no vendor tokens" + (f" for {vendor_name}" if vendor_name else ""))
+    """,
+)
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
@@ -522,11 +540,9 @@ def operator_token() -> None:
     """
 
 
-@operator_token.command("create")
-@locations
-@click.option("--label", help="A note to tell tokens apart, such as who holds it.")
-def operator_token_create(db, policy, zones, label) -> None:
-    """Create an operator token; print it once.
+_token_commands(
+    operator_token, "operator",
+    create_help="""Create an operator token; print it once.
 
     The token is the last word of the output: nothing can show it again, as
     only its hash is stored. Revoke it and create another if it is lost.
@@ -535,38 +551,20 @@ def operator_token_create(db, policy, zones, label) -> None:
     Example:
         rbl operator token create --label "ops automation"
         token 4 for the operator (shown once, store it now): rbl_...
-    """
-    token, text = _token_store(db).create("operator", None, _actor(), label=label)
-    _token_created(token, text)
-
-
-@operator_token.command("revoke")
-@locations
-@click.argument("token_id", type=int, metavar="ID")
-def operator_token_revoke(db, policy, zones, token_id) -> None:
-    """Revoke an operator token by its id (as `rbl operator token list` shows).
+    """,
+    revoke_help="""Revoke an operator token by its id (as `rbl operator token list` shows).
 
     \b
     Example:
         rbl operator token revoke 4
-    """
-    token = _token_store(db).revoke(token_id, _actor(), scope="operator")
-    click.echo(f"{token.describe()} revoked")
-
-
-@operator_token.command("list")
-@locations
-@click.option("--active", is_flag=True, help="Only tokens in force, not revoked ones.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def operator_token_list(db, policy, zones, active, as_json) -> None:
-    """List operator tokens: id, hint, label, created, revoked; never the token itself.
+    """,
+    list_help="""List operator tokens: id, hint, label, created, revoked; never the token itself.
 
     \b
     Example:
         rbl operator token list
-    """
-    tokens = _token_store(db).list(include_revoked=not active, scope="operator")
-    _token_rows(tokens, as_json, "no operator tokens")
+    """,
+)
 
 # -- exports for mirrors (rbl/zone/export.py) ---------------------------------------
 

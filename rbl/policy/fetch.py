@@ -15,18 +15,16 @@ costs the vendor nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
-import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from rbl.errors import ConfigError
+from rbl.files import replaced
 from rbl.policy.feeds import FEEDS, read_feed
 
 UPDATED = "updated"
@@ -95,29 +93,9 @@ def _conditional_headers(target: FetchTarget) -> dict[str, str]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``; no temp file survives."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename is durable only once the folder's entry is on disk too.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace ``path`` with ``data``, durably; an operator's chmod of the file survives."""
+    with replaced(path, 0o644, keep_mode=True) as out:
+        out.write(data)
 
 
 def _install(path: Path, body: bytes, sidecar: dict, replace_feed: bool) -> None:

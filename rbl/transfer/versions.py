@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from rbl.errors import TransferError
 from rbl.protocol import QTYPE_SOA, name_wire
+from rbl.files import replaced
 from rbl.transfer import history
 from rbl.transfer.rrwire import Packer, WireRecord, encode, unpack
 from rbl.zone.config import TransferConfig
@@ -53,13 +54,13 @@ def question_length(origin: str) -> int:
     return len(name_wire(origin)) + 4
 
 
+# Every file this module writes is replaced with durable=False, as the snapshots beside
+# them (rbl/zone/snapshot_file.py): the folder is inside the primary's temporary one,
+# which no restart reads, and an fsync would delay each version (an .axfr is the whole zone).
 def write_json(path: Path, data: dict) -> None:
-    """Atomically, readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    """Atomically, readable by the owner only (settings hold the TSIG secret)."""
+    with replaced(path, 0o600, durable=False) as f:
+        f.write(json.dumps(data).encode())
 
 
 def write_settings(folder: Path, origin: str, config: TransferConfig) -> None:
@@ -186,31 +187,25 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
     add = packer.add
     blake = hashlib.blake2b
     chunk = _CHUNK.pack
-    tmp = axfr.with_name(axfr.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write = f.write
-            add(*soa)
-            # The loop a million records go through: kept flat, no call it can do without.
-            for name, rtype, ttl, rdata in stream:
-                if rtype == QTYPE_SOA and not name:
-                    raise TransferError(f"{origin}: a second SOA at the apex")
-                if keep:  # the digest diffs compare (see history.diff): name, type, TTL and rdata
-                    digests += blake(b"%s %d %d %s" % (name.encode(), rtype, ttl, rdata), digest_size=8).digest()
-                count += 1
-                done = add(name, rtype, ttl, rdata)
-                if done is not None:
-                    write(chunk(len(done[0]), done[1]) + done[0])
-            for done in (add(*soa), packer.flush()):
-                if done is not None:
-                    write(chunk(len(done[0]), done[1]) + done[0])
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, axfr)
+    with replaced(axfr, None, durable=False) as f:  # the umask's mode, in a folder of mode 0o700
+        write = f.write
+        add(*soa)
+        # The loop a million records go through: kept flat, no call it can do without.
+        for name, rtype, ttl, rdata in stream:
+            if rtype == QTYPE_SOA and not name:
+                raise TransferError(f"{origin}: a second SOA at the apex")
+            if keep:  # the digest diffs compare (see history.diff): name, type, TTL and rdata
+                digests += blake(b"%s %d %d %s" % (name.encode(), rtype, ttl, rdata), digest_size=8).digest()
+            count += 1
+            done = add(name, rtype, ttl, rdata)
+            if done is not None:
+                write(chunk(len(done[0]), done[1]) + done[0])
+        for done in (add(*soa), packer.flush()):
+            if done is not None:
+                write(chunk(len(done[0]), done[1]) + done[0])
     if keep:
-        (zone_dir / f"{serial}.digests.tmp").write_bytes(digests)
-        os.replace(zone_dir / f"{serial}.digests.tmp", zone_dir / f"{serial}.digests")
+        with replaced(zone_dir / f"{serial}.digests", None, durable=False) as f:
+            f.write(digests)
     axfr_bytes = axfr.stat().st_size
     steps: list[history.Step] = []
     step_seconds = 0.0
@@ -230,8 +225,8 @@ def render(records: Iterable, origin: str, folder: Path, keep: int) -> dict:
         if gone is not None:
             data = store_records([version_soa(previous), *gone, soa, *new])
             name = f"{previous['serial']}-{serial}.ixfr"
-            (zone_dir / (name + ".tmp")).write_bytes(data)
-            os.replace(zone_dir / (name + ".tmp"), zone_dir / name)
+            with replaced(zone_dir / name, None, durable=False) as f:
+                f.write(data)
             steps = [history.Step(**s) for s in previous["steps"]]
             steps.append(history.Step(previous["serial"], serial, len(gone), len(new), len(data), name))
         step_seconds = time.perf_counter() - step_started

@@ -18,8 +18,6 @@ nesting rbldnsd understands (``name``, ``*.name``, ``.name``, ``!`` exclusions).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rbl.errors import ExportError
+from rbl.files import replaced
 from rbl.zone.records import (
     IP4_BITS, IP6_BITS, cidrs, domain_nodes, ip4_runs, ip6_runs, project, zone_records,
 )
@@ -205,24 +204,16 @@ def zonefile_lines(snapshot: Snapshot, origin: str, mapped: bool | None = None) 
 def write_atomically(path: Path, lines: Iterable[str]) -> int:
     """Write lines to a temporary file beside ``path``, then rename it there; returns the size."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as out:
-            batch: list[str] = []
-            for line in lines:
-                batch.append(line)
-                if len(batch) >= 65536:
-                    out.write("\n".join(batch) + "\n")
-                    batch = []
-            if batch:
-                out.write("\n".join(batch) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mirrors and servers running as other users read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # 0o644: mirrors and servers running as other users read it.
+    with replaced(path, 0o644) as out:
+        batch: list[str] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= 65536:
+                out.write(("\n".join(batch) + "\n").encode("ascii"))
+                batch = []
+        if batch:
+            out.write(("\n".join(batch) + "\n").encode("ascii"))
     return path.stat().st_size
 
 

@@ -13,13 +13,13 @@ import dataclasses
 import hashlib
 import json
 import mmap
-import os
 import struct
 import sys
 from array import array
 from pathlib import Path
 
 from rbl.errors import SnapshotError
+from rbl.files import replaced
 from rbl.zone.config import Soa, ZoneConfig
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
 
@@ -69,12 +69,15 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
         "listings": snapshot.listings, "byteorder": sys.byteorder, "zones": zones,
     }).encode()
     header += b" " * (-len(header) % 8)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    # Not durable: snapshots live in the primary's temporary folder, which no restart
+    # reads (it compiles afresh), and an fsync holds every change's answer until its
+    # file is on disk (measured: +10 ms for the 16 MiB of 1,000,000 listings, up to 1 s
+    # for 300 MiB); unsynced, a file replaced within seconds mostly never reaches the
+    # disk. The umask's mode: only the primary's workers, the same user, read them.
+    with replaced(path, None, durable=False) as f:
         f.write(MAGIC + struct.pack("<Q", len(header)) + header)
         for blob in blobs:
             f.write(blob)
-    os.replace(tmp, path)
 
 
 # Answers of recent snapshots, by identity when written and by digest when read: the
