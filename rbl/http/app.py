@@ -41,7 +41,8 @@ from rbl.policy.vendors import Policy
 from rbl.store import ListingStore
 from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed
 from rbl.store.evidence import EvidenceStore, IdempotencyConflict, Remediation
-from rbl.store.listings import Clock, Entry
+from rbl.store.database import Clock
+from rbl.store.listings import Entry
 from rbl.store.tokens import Token, TokenStore
 from rbl.zone.config import ZoneConfig
 from rbl.zone.source import SnapshotSource
