@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,16 @@ class Workspace:
         return proc
 
 
+def stored_bytes(workspace: Workspace) -> bytes:
+    """Every byte the database keeps on disk: the main file, its WAL and shared memory."""
+    out = b""
+    for suffix in ("", "-wal", "-shm"):
+        path = workspace.db.with_name(workspace.db.name + suffix)
+        if path.exists():
+            out += path.read_bytes()
+    return out
+
+
 def answers_test_point(proc: subprocess.Popen, port: int, origin: str, timeout: float) -> bool:
     """Whether a peer server (rbldnsd, NSD, Knot) on 127.0.0.1:port starts answering the RFC 5782
     test point 127.0.0.2 of ``origin`` within ``timeout`` seconds; False if it exits first."""
@@ -96,6 +107,37 @@ def answers_test_point(proc: subprocess.Popen, port: int, origin: str, timeout: 
             except (socket.timeout, ConnectionRefusedError):
                 time.sleep(0.05)
     return False
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1, for a peer server (Knot, NSD, rbldnsd) to bind."""
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            udp.close()
+            tcp.close()
+    raise AssertionError("no free port for a peer server")
+
+
+def peer_on_free_port(name: str, start: Callable[[int], subprocess.Popen], origin: str, timeout: float,
+                      log: Callable[[], str]) -> tuple[subprocess.Popen, int]:
+    """A peer server answering the test point of ``origin``, and its port: ``start(port)`` launches
+    it; one that does not answer within ``timeout`` seconds is stopped and started on another port."""
+    for _ in range(5):  # the free port may be taken between probing and binding
+        port = free_port()
+        proc = start(port)
+        if answers_test_point(proc, port, origin, timeout):
+            return proc, port
+        stop_process(proc)
+    raise AssertionError(f"{name} did not start:\n{log()}")
 
 
 def stop_process(proc: subprocess.Popen | None) -> None:

@@ -26,13 +26,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import Server, Workspace, answers_test_point, require_tool, shared_file, stop_process
+from conftest import Server, Workspace, peer_on_free_port, require_tool, shared_file, stop_process
 from rbl.addresses import reverse_name
 from rbl.policy.listing import ListingPolicy
 from rbl.zone.records import TextRecord as Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs, zone_records
 from rbl.zone.compile import compile_zone
 from rbl.zone.snapshot import NODATA, NXDOMAIN, Snapshot
-from test_oracle_rbldnsd import Rbldnsd, free_udp_port, question_wire, read_zone
+from test_oracle_rbldnsd import Rbldnsd, question_wire, read_zone
 from test_snapshot import CONFIG, naive_ip, row
 
 ORIGIN = "bl.example"
@@ -309,13 +309,13 @@ class Nsd:
 
     def __init__(self, binary: str, directory: Path, origin: str, zonefile: Path):
         self.directory = directory
-        self.proc = None
-        for _ in range(5):
-            self.port = free_udp_port()
+        self.log_path = directory / "nsd.log"
+
+        def start(port: int) -> subprocess.Popen:
             conf = directory / "nsd.conf"
             conf.write_text(f"""server:
-  ip-address: 127.0.0.1@{self.port}
-  port: {self.port}
+  ip-address: 127.0.0.1@{port}
+  port: {port}
   username: ""
   chroot: ""
   zonesdir: "{zonefile.parent}"
@@ -334,13 +334,10 @@ zone:
   name: {origin}
   zonefile: {zonefile.name}
 """)
-            self.log_path = directory / "nsd.log"
             with open(self.log_path, "w") as log:
-                self.proc = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-            if answers_test_point(self.proc, self.port, origin, 60):
-                return
-            self.stop()
-        raise AssertionError(f"nsd did not start:\n{self.log_path.read_text()}")
+                return subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+
+        self.proc, self.port = peer_on_free_port("nsd", start, origin, 60, self.log_path.read_text)
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -351,12 +348,12 @@ class Knot(Nsd):
 
     def __init__(self, binary: str, directory: Path, origin: str, zonefile: Path):
         self.directory = directory
-        self.proc = None
-        for _ in range(5):
-            self.port = free_udp_port()
+        self.log_path = directory / "knot.log"
+
+        def start(port: int) -> subprocess.Popen:
             conf = directory / "knot.conf"
             conf.write_text(f"""server:
-    listen: 127.0.0.1@{self.port}
+    listen: 127.0.0.1@{port}
     rundir: "{directory}"
 database:
     storage: "{directory}"
@@ -371,13 +368,10 @@ zone:
     zonefile-load: whole
     journal-content: none
 """)
-            self.log_path = directory / "knot.log"
             with open(self.log_path, "w") as log:
-                self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-            if answers_test_point(self.proc, self.port, origin, 60):
-                return
-            self.stop()
-        raise AssertionError(f"knotd did not start:\n{self.log_path.read_text()}")
+                return subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+
+        self.proc, self.port = peer_on_free_port("knotd", start, origin, 60, self.log_path.read_text)
 
 
 @dataclass(frozen=True)

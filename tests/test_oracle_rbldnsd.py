@@ -67,7 +67,7 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from conftest import Server, Workspace, answers_test_point, require_tool, stop_process
+from conftest import Server, Workspace, peer_on_free_port, require_tool, stop_process
 from oracle_model import (
     BOTH, EXACT, MIN_QUERIES, SEED, SUB, VALUES, DataSet, Dom, Model, Net, Question,
 )
@@ -219,12 +219,6 @@ def summarize(msg: dns.message.Message) -> Summary:
 # The two servers
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Zone:
     origin: str
@@ -244,23 +238,19 @@ class Rbldnsd:
 
     def __init__(self, binary: str, directory: Path, zone: Zone, datasets: list[str]):
         self.log_path = directory / "rbldnsd.log"
-        self.port = 0
         cmd = [binary, "-n", "-c", "0", "-t", str(zone.ttl), "-w", str(directory)]
         if os.geteuid() == 0:  # rbldnsd refuses to keep running as root
             try:
                 pwd.getpwnam("rbldns")
             except KeyError:
                 cmd += ["-u", "nobody"]
-        self.proc = None
-        for _ in range(5):  # the free port may be taken between probing and binding
-            self.port = free_udp_port()
+
+        def start(port: int) -> subprocess.Popen:
             with open(self.log_path, "w") as log:
-                self.proc = subprocess.Popen(cmd + ["-b", f"127.0.0.1/{self.port}", *datasets],
-                                             stdout=log, stderr=subprocess.STDOUT, cwd=directory)
-            if answers_test_point(self.proc, self.port, zone.origin, 15):
-                return
-            self.stop()
-        raise AssertionError(f"rbldnsd did not start:\n{self.log}")
+                return subprocess.Popen(cmd + ["-b", f"127.0.0.1/{port}", *datasets],
+                                        stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+
+        self.proc, self.port = peer_on_free_port("rbldnsd", start, zone.origin, 15, lambda: self.log)
 
     @property
     def log(self) -> str:

@@ -18,7 +18,7 @@ import datetime as dt
 import sqlite3
 from contextlib import closing
 
-from conftest import Server
+from conftest import Server, stored_bytes
 
 
 def token(workspace, *args: str) -> str:
@@ -118,16 +118,6 @@ def test_revoking_any_token_refuses_it_on_every_route_at_once(server, workspace)
     assert server.get("/v1/vendors/aws", kept)[0] == 200
     assert server.http("POST", "/v1/listings", {"subjects": ["192.0.2.11"]}, op2)[0] == 201
     assert server.get("/v1/delist-requests", op2)[0] == 200
-
-
-def stored_bytes(workspace) -> bytes:
-    """The database as it is on disk: the main file, the WAL and shared memory, if any."""
-    out = b""
-    for suffix in ("", "-wal", "-shm"):
-        path = workspace.db.with_name(workspace.db.name + suffix)
-        if path.exists():
-            out += path.read_bytes()
-    return out
 
 
 def test_no_token_reaches_the_servers_output_or_the_database(workspace):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Workspace
+from conftest import Workspace, stored_bytes
 from rbl.errors import StoreError
 from rbl.store import ListingStore
 from rbl.store.tokens import Token, TokenStore, token_hash
@@ -27,16 +27,6 @@ def tokens(workspace: Workspace):
 def created(proc) -> str:
     """The token a create printed: the last word of its output."""
     return proc.stdout.split()[-1]
-
-
-def stored_bytes(workspace: Workspace) -> bytes:
-    """Every byte the database keeps on disk: the main file, its WAL and shared memory."""
-    out = b""
-    for suffix in ("", "-wal", "-shm"):
-        path = workspace.db.with_name(workspace.db.name + suffix)
-        if path.exists():
-            out += path.read_bytes()
-    return out
 
 
 def test_vendor_and_operator_tokens_from_create_to_revoke(workspace, tokens):

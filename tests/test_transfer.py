@@ -38,31 +38,13 @@ import pytest
 
 from rbl.addresses import reverse_name
 
-from conftest import ROOT, Server, Workspace, require_tool, stop_process
+from conftest import ROOT, Server, Workspace, free_port, require_tool, stop_process
 
 ORIGIN = "bl.example"
 KEY_NAME = "rbl-xfr"
 SECRET = base64.b64encode(bytes(range(7, 39))).decode()  # 32 bytes; must never show in a log
 SEED = 5782
 CHANGES = 100
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1, for Knot to bind."""
-    for _ in range(50):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            tcp.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            udp.close()
-            tcp.close()
-    raise AssertionError("no free port for Knot")
 
 
 # A Knot secondary of rbl (bench/transfer.py runs the same one).
