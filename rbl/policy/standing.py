@@ -28,6 +28,7 @@ listing.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -36,8 +37,8 @@ import numpy as np
 from rbl.addresses import BITS, IP4
 from rbl.policy.classify import SHARED, Classification
 from rbl.policy.listing import ListingPolicy
-from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, Score, score_arrays
-from rbl.store.cases import CaseColumns
+from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, Score, microseconds, score_arrays
+from rbl.store.cases import NONE, CaseColumns
 
 
 def range_ids(classification: Classification, kind: str, addresses: np.ndarray) -> np.ndarray:
@@ -121,20 +122,16 @@ def open_cases(columns: list[CaseColumns], classification: Classification, vendo
                now: dt.datetime) -> tuple[list[tuple[dt.datetime, str, bool]], int]:
     """What ``vendor`` should act on: its cases neither remediated by ``now`` nor disputed, oldest
     first, as (opened, address, listed now); and how many of all its cases are listed now."""
-    # Imported here only to keep this branch out of the module's import lines, which the store
-    # branch rewrites: hoist them at the merge.
-    import ipaddress
-
-    from rbl.policy.remediation import NONE, microseconds
-
     ids = [i for i, r in enumerate(classification.ranges) if r is not None and r.vendor == vendor]
     found, active = [], 0
     for part in columns:
+        # By family: ::5 is an IPv6 address, which ip_address(5) would render as 0.0.0.5.
+        address = ipaddress.IPv4Address if part.kind == IP4 else ipaddress.IPv6Address
         mine = np.isin(range_ids(classification, part.kind, part.addresses), ids)
         active += int((mine & part.active).sum())
         unresolved = mine & ~part.disputed & ((part.remediated == NONE) | (part.remediated > microseconds(now)))
         for i in np.flatnonzero(unresolved):
             opened = dt.datetime.fromtimestamp(int(part.opened[i]) // 1_000_000, dt.timezone.utc)
-            found.append((opened, str(ipaddress.ip_address(int(part.addresses[i]))), bool(part.active[i])))
+            found.append((opened, str(address(int(part.addresses[i]))), bool(part.active[i])))
     found.sort()
     return found, active

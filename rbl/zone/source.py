@@ -21,7 +21,7 @@ from rbl.policy.remediation import NEGLIGENT
 from rbl.policy.standing import Standing, density_needed, vendor_scores
 from rbl.policy.vendors import Policy, load_policy, policy_files
 from rbl.store import ListingStore
-from rbl.store.listings import timestamp
+from rbl.store.database import timestamp
 from rbl.zone.compile import compile_snapshot
 from rbl.zone.config import load_zones
 from rbl.zone.patch import Changes, patch_zone
