@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +155,18 @@ class ZoneConfig:
         return "allow"
 
 
+def _each(node: yamlfile.Located, key: str, values: list, parse: Callable[[str], object], message: str) -> list[str]:
+    """Every value through ``parse`` (an ipaddress constructor) as text; the first that fails
+    is the error, ``message`` formatted with it, on ``key``."""
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(str(parse(str(value))))
+        except ValueError:
+            raise node.error(message.format(value), key) from None
+    return parsed
+
+
 def _ttl(node: yamlfile.Located, key: str, default: int) -> int:
     value = node.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TTL:
@@ -219,12 +232,7 @@ def load_zone(path: str | Path) -> list[ZoneConfig]:
             raise server.error(f"{host} is inside {origin}: it needs glue addresses", "name")
         if addresses and not in_zone:
             raise server.error(f"{host} is outside {origin}: glue is only served for names inside it", "addresses")
-        parsed = []
-        for address in addresses:
-            try:
-                parsed.append(str(ipaddress.ip_address(str(address))))
-            except ValueError:
-                raise server.error(f"{address!r} is not an IP address", "addresses") from None
+        parsed = _each(server, "addresses", addresses, ipaddress.ip_address, "{!r} is not an IP address")
         if parsed:
             glue[host] = tuple(parsed)
     txt = node.get("txt", "Listed, see https://$")
@@ -321,12 +329,8 @@ def _transfer(node: yamlfile.Located) -> TransferConfig | None:
     allow = xfr.get("allow", list(LOOPBACK))
     if not isinstance(allow, list):
         raise xfr.error("allow must be a list of networks such as 192.0.2.0/24", "allow")
-    networks = []
-    for network in allow:
-        try:
-            networks.append(str(ipaddress.ip_network(str(network))))
-        except ValueError:
-            raise xfr.error(f"allow: {network!r} is not a network such as 192.0.2.0/24", "allow") from None
+    networks = _each(xfr, "allow", allow, ipaddress.ip_network,
+                     "allow: {!r} is not a network such as 192.0.2.0/24")
     secondaries = xfr.get("secondaries", [])
     if not isinstance(secondaries, list):
         raise xfr.error("secondaries must be a list of addresses such as 192.0.2.1 or \"[2001:db8::1]:53\"",
