@@ -52,6 +52,7 @@ class Primary:
         snapshot = self.source.build() if full else self.source.update()
         path = folder / f"{snapshot.serial}.snap"
         write_snapshot(snapshot, path)
+        self.source.served = snapshot
         return snapshot, path
 
     async def watch(self, folder: Path, workers: WorkerPool) -> None:
@@ -72,11 +73,11 @@ class Primary:
             except RblError as exc:
                 failed_on = fingerprint
                 self.metrics.compile_failures += 1
-                log.error("keeping snapshot %s: %s", source.current.serial, exc)
+                log.error("keeping snapshot %s: %s", source.served.serial, exc)
                 continue
             except Exception:
                 self.metrics.compile_failures += 1
-                log.exception("keeping snapshot %s after an unexpected error", source.current.serial)
+                log.exception("keeping snapshot %s after an unexpected error", source.served.serial)
                 await asyncio.sleep(1)
                 continue
             failed_on = None

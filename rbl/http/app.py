@@ -59,7 +59,7 @@ READ_THREADS = 2  # a vendor view (about 1 s at a million listings) leaves one f
 class Served:
     """What the routes answer from."""
 
-    source: SnapshotSource  # the current snapshot, the last good policy, the vendors' tiers
+    source: SnapshotSource  # the served snapshot, the last good policy, the vendors' tiers
     store: ListingStore  # the routes' own connection: they read and write while the source compiles
     metrics: Metrics
 
@@ -161,7 +161,7 @@ async def lookup(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
     source = request.app[SERVED].source
     # Read once: the serial below is this snapshot's even if a new one is served during the await.
-    current, policy, standing = source.current, source.policy, source.standing
+    current, policy, standing = source.served, source.policy, source.standing
     if policy is None or current is None:
         return error(503, "no snapshot is being served yet")
     zones = [zone.config for zone in current.zones.values()]
@@ -214,7 +214,7 @@ async def _evidence(request: web.Request) -> tuple[web.Response, str, int]:
     if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
         return error(400, "Idempotency-Key: 1 to 200 printable characters", field="Idempotency-Key"), "malformed", 0
     classification = policy.classification
-    zones = tuple(zone.config.origin for zone in served.source.current.zones.values()
+    zones = tuple(zone.config.origin for zone in served.source.served.zones.values()
                   if zone.config.serves == "listings")
     owner = token.vendor
 
@@ -260,7 +260,7 @@ async def listings(request: web.Request) -> web.Response:
             subjects.append(parse_subject(text))
         except Exception as exc:  # SubjectError, with the item named
             return error(400, f"subjects[{i}]: {exc}", field="subjects", item=i)
-    origins = [zone.config.origin for zone in served.source.current.zones.values()]
+    origins = [zone.config.origin for zone in served.source.served.zones.values()]
     zone = body.get("zone", origins[0]).lower().rstrip(".")
     if zone not in origins:
         return error(400, f"no zone {zone!r} (zones: {', '.join(origins)})", field="zone")
@@ -303,7 +303,7 @@ async def delist_request(request: web.Request) -> web.Response:
     """Anyone asks the operator to review a listing: rate-limited per client, queued, never delisting by itself."""
     served = request.app[SERVED]
     source = served.source
-    current, policy, standing = source.current, source.policy, source.standing
+    current, policy, standing = source.served, source.policy, source.standing
     if policy is None or current is None:
         return error(503, "no snapshot is being served yet")
     client = client_key(request.remote)
@@ -408,7 +408,7 @@ async def vendor(request: web.Request) -> web.Response:
     policy = source.policy
     if policy is None or name not in policy.vendors:
         return error(404, f"no vendor {name!r} in the policy", field="vendor")
-    zones = tuple(zone.config.origin for zone in source.current.zones.values() if zone.config.serves == "listings")
+    zones = tuple(zone.config.origin for zone in source.served.zones.values() if zone.config.serves == "listings")
     return web.json_response(await request.app[READS].run(lambda store: vendor_record(store, policy, zones, name)))
 
 
@@ -418,7 +418,7 @@ async def metrics(request: web.Request) -> web.Response:
     if isinstance(token, web.Response):
         return token
     served = request.app[SERVED]
-    text = served.metrics.text(served.source.current, served.source.policy)
+    text = served.metrics.text(served.source.served, served.source.policy)
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 

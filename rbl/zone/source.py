@@ -39,7 +39,11 @@ class SnapshotSource:
     def __init__(self, db: str, policy: str, zones: str):
         self.db_path, self.policy_dir, self.zones_dir = db, policy, zones
         self.store = ListingStore(db)
-        self.current: Snapshot | None = None
+        self.current: Snapshot | None = None  # the last built: the next patch starts from it
+        # The one the servers answer from, set by whoever publishes it (rbl serve, once the
+        # workers have its file): the HTTP API and metrics report this one, never a snapshot
+        # still being written.
+        self.served: Snapshot | None = None
         self._policy: Policy | None = None
         self._zones: list = []
         self._broken: tuple | None = None  # the files' fingerprint while they fail to load
