@@ -214,14 +214,31 @@ def listing_remove(db, policy, zones, subjects, zone) -> None:
 @click.argument("subject", required=False)
 @click.option("--zone", help="Only this zone.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def listing_show(db, policy, zones, subject, zone, as_json) -> None:
+@click.option("--history", is_flag=True, help="What happened to SUBJECT: when, by whom, by which import.")
+def listing_show(db, policy, zones, subject, zone, as_json, history) -> None:
     """Show listings: all, or those covering SUBJECT (an address inside a CIDR too).
 
     \b
     Example:
         rbl listing show 192.0.2.10
+        rbl listing show 192.0.2.10 --history
     """
     parsed = _subjects([subject])[0] if subject else None
+    if history:
+        if parsed is None:
+            raise click.UsageError("--history needs a SUBJECT")
+        events = ListingStore(db).history(parsed, zone=zone.lower().rstrip(".") if zone else None)
+        for event in events:
+            if as_json:
+                click.echo(json.dumps(event))
+                continue
+            extra = " ".join(f"{k}={event[k]}" for k in ("state", "file", "sha256", "source") if event.get(k))
+            click.echo(f"{event['at']}\t{event['zone'] or '-'}\t{event['action']}\t{event['actor']}"
+                       f"\taudit={event['audit']}" + (f"\t{extra}" if extra else ""))
+        if not events:
+            click.echo(f"no history for {parsed.text}")
+            sys.exit(1)
+        return
     rows = ListingStore(db).show(parsed, zone=zone.lower().rstrip(".") if zone else None)
     if as_json:
         for row in rows:
@@ -249,15 +266,20 @@ def listing_show(db, policy, zones, subject, zone, as_json) -> None:
 @click.option("--reason", help="Reason for entries that carry none.")
 @click.option("--source", help="Source (default: the file name).")
 @click.option("--expires", help="Lifetime: 30m, 6h, 7d, 2w or never (default: policy expiry).")
-def listing_import(db, policy, zones, file, fmt, zone, category, reason, source, expires) -> None:
+@click.option("--replace", is_flag=True,
+              help="Make the source's listings in the zone exactly the file's: remove those it lacks.")
+def listing_import(db, policy, zones, file, fmt, zone, category, reason, source, expires, replace) -> None:
     """Import a list in one transaction: every line, or (on any error) none.
 
     Formats: plain addresses/CIDRs, rbldnsd ip4set/ip4trie/ip6trie/dnset data
     (``:A:TXT`` values, ``!`` exclusions), Spamhaus DROP, FireHOL ipset/netset, ipsum.
+    A big import is audited as one row (file, SHA-256, counts); ``rbl listing show
+    SUBJECT --history`` still says which import listed or removed a subject.
 
     \b
     Example:
         rbl listing import firehol_level1.netset --format firehol --expires 2d
+        rbl listing import drop.txt --source spamhaus-drop --replace
     """
     from pathlib import Path
 
@@ -268,15 +290,18 @@ def listing_import(db, policy, zones, file, fmt, zone, category, reason, source,
     fmt = fmt or formats.guess_format(file)
     store = ListingStore(db)
     entries = formats.read_entries(file, fmt)
+    about = {"file": str(Path(file).resolve()), "sha256": formats.digest(file), "format": fmt}
     kwargs = dict(zone=origin, actor=_actor(), category=category, reason=reason,
-                  source=source or Path(file).name, action="import", **lifetime)
+                  source=source or Path(file).name, replace=replace, about=about, **lifetime)
     if sys.stderr.isatty():
         with click.progressbar(length=formats.count_lines(file), label=f"importing {file}", file=sys.stderr) as bar:
-            added, refreshed = store.add(_lines_progress(entries, bar), **kwargs)
+            done = store.import_entries(_lines_progress(entries, bar), **kwargs)
             bar.update(max(0, bar.length - bar.pos))
     else:
-        added, refreshed = store.add(entries, **kwargs)
-    click.echo(f"{origin}: {added} added, {refreshed} refreshed from {file} ({fmt})")
+        done = store.import_entries(entries, **kwargs)
+    removed = f", {done.removed} removed" if replace else ""
+    changed = f" ({done.changed} answered differently)" if done.changed else ""
+    click.echo(f"{origin}: {done.added} added, {done.refreshed} refreshed{changed}{removed} from {file} ({fmt})")
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)

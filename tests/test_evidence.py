@@ -131,7 +131,7 @@ def test_accepted_evidence_turns_a_shared_listing_into_throttle_until_its_shorte
     long_ago = (now - dt.timedelta(hours=7)).isoformat().replace("+00:00", "Z")
     # (Listed just now: evidence acted before the listing is about earlier abuse. Shift first_seen back.)
     with closing(sqlite3.connect(workspace.db)) as db, db:
-        db.execute("UPDATE listings SET first_seen = '2026-01-01T00:00:00Z'")
+        db.execute("UPDATE listings SET first_seen = unixepoch('2026-01-01T00:00:00Z')")
     started = time.monotonic()
     status, _ = post(server, {"items": [item("3.5.140.7", acted_at=recent), item("3.5.140.8", acted_at=long_ago),
                                         item("198.19.254.3", acted_at=recent)]}, token=aws)
@@ -143,7 +143,7 @@ def test_accepted_evidence_turns_a_shared_listing_into_throttle_until_its_shorte
     # Dedicated space is the customer's own: evidence does not soften it.
     assert server.addresses("3.254.19.198.bl.example") == {"127.0.0.2"}
     with closing(sqlite3.connect(workspace.db)) as db:
-        expires = db.execute("SELECT expires_at FROM listings WHERE subject = '3.5.140.7'").fetchone()[0]
+        expires = db.execute("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', expires_at, 'unixepoch') FROM listings WHERE subject = '3.5.140.7'").fetchone()[0]
     assert expires == (now + dt.timedelta(hours=5)).isoformat().replace("+00:00", "Z")
     explained = workspace.rbl("explain", "3.5.140.7").stdout
     assert "remediated" in explained and "127.0.0.4" in explained

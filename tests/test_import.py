@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -36,9 +37,17 @@ def test_the_200k_line_firehol_file_imports(workspace):
     assert "(firehol)" in out  # guessed
     assert count(workspace.db) == 207306, out
     print(f"imported 207,306 FireHOL entries in {took:.1f} s")
+    # One audit row for the whole import (issue 12: 315 bytes a listing went to per-line JSON),
+    # and the history of any line still names it.
     with sqlite3.connect(workspace.db) as conn:
-        audit = conn.execute("SELECT count(*), min(action), max(action) FROM audit").fetchone()
-    assert audit == (207306, "import", "import")
+        audit = conn.execute("SELECT count(*), min(action), max(action), max(after) FROM audit").fetchone()
+    assert audit[:3] == (1, "import", "import")
+    about = json.loads(audit[3])
+    assert (about["added"], about["entries"], about["format"]) == (207306, 207306, "firehol")
+    assert about["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    last = [line for line in path.read_text().splitlines() if line and not line.startswith("#")][-1]
+    history = workspace.rbl("listing", "show", last, "--history").stdout
+    assert "import (added)" in history and about["sha256"] in history, history
 
 
 def test_spamhaus_reasons_and_ipsum_hits_are_kept(workspace):

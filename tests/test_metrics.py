@@ -164,7 +164,7 @@ def test_evidence_accepted_and_rejected_are_counted_and_throttle_is_a_code(serve
     workspace.rbl("listing", "add", "3.5.140.7")  # EC2 shared space
     server.wait_for(lambda: server.addresses("7.140.5.3.bl.example") == {"127.0.0.2"}, timeout=3)
     with closing(sqlite3.connect(workspace.db)) as db, db:  # listed before the tenant was shut down
-        db.execute("UPDATE listings SET first_seen = '2026-01-01T00:00:00Z'")
+        db.execute("UPDATE listings SET first_seen = unixepoch('2026-01-01T00:00:00Z')")
 
     def item(subject="3.5.140.7", **extra):
         return {"subject": subject, "action": "tenant_terminated", "reference": "T-1",

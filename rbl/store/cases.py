@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rbl.addresses import BITS, IP4
-from rbl.store.database import timestamp
+from rbl.store.database import epoch, stored_time
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,12 +67,13 @@ def case_columns(db: sqlite_utils.Database, zones: Sequence[str], since: dt.date
         width = bits // 4 + 20 + active  # hex address, first_seen, the flag
         parts = []
         for zone in zones:
-            where = ("FROM listings INDEXED BY listings_cases "
+            # NOT INDEXED: the scan reads most of the table; a lookup per row would cost more.
+            where = ("FROM listings NOT INDEXED "
                      "WHERE zone = ? AND kind = ? AND plen = ? AND exclude = 0 AND first_seen >= ?")
-            args = [zone, kind, bits, timestamp(since)]
+            args = [zone, kind, bits, epoch(since)]
             (packed,) = db.execute(
-                f"SELECT group_concat(hex(net) || first_seen{' || ' + flag if active else ''}, '') {where}",
-                [timestamp(now)] * active + args).fetchone()
+                f"SELECT group_concat(hex(net) || {stored_time('first_seen')}{' || ' + flag if active else ''}, '') "
+                f"{where}", [epoch(now)] * active + args).fetchone()
             if not packed:
                 continue
             rows = np.frombuffer(packed.encode("ascii"), dtype=np.uint8).reshape(-1, width)
@@ -88,7 +89,8 @@ def case_columns(db: sqlite_utils.Database, zones: Sequence[str], since: dt.date
             remediated, relisted = np.full(len(rows), NONE), np.full(len(rows), NONE)
             disputed = np.zeros(len(rows), dtype=bool)
             acted = db.execute(
-                f"SELECT net, remediated_at, relisted_at, disputed_at IS NOT NULL {where} "
+                f"SELECT net, {stored_time('remediated_at')}, {stored_time('relisted_at')}, disputed_at IS NOT NULL "
+                f"{where} "
                 "AND (remediated_at IS NOT NULL OR relisted_at IS NOT NULL OR disputed_at IS NOT NULL)",
                 args).fetchall()
             if acted:

@@ -45,6 +45,20 @@ def parse_timestamp(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
 
 
+def epoch(moment: dt.datetime | str | None) -> int | None:
+    """Seconds since the epoch, as the listings table keeps its times (None stays None)."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = parse_timestamp(moment)
+    return int(moment.timestamp())
+
+
+def stored_time(column: str) -> str:
+    """SQL reading a listings time column back as :func:`timestamp` text."""
+    return f"strftime('%Y-%m-%dT%H:%M:%SZ', {column}, 'unixepoch')"
+
+
 def append_audit(conn: sqlite3.Connection, rows: Iterable[AuditRow]) -> None:
     """Append rows to the audit table, in the caller's transaction: the one writer of the log."""
     conn.executemany(
@@ -119,6 +133,11 @@ class Database:
         """
         newest = self.audit_mark()
         if newest - audit_id > CHANGES_LIMIT:
+            return newest, None
+        # A bulk import is one row for many subjects (import_sets): recompile all.
+        bulk = self.db.execute("SELECT 1 FROM audit WHERE id > ? AND id <= ? AND subject IS NULL AND action = 'import' "
+                               "LIMIT 1", [audit_id, newest]).fetchone()
+        if bulk:
             return newest, None
         # Rows without a subject (tokens, settings) change no answer.
         rows = self.db.execute("SELECT DISTINCT subject FROM audit WHERE id > ? AND id <= ? AND subject IS NOT NULL",

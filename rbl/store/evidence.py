@@ -15,7 +15,7 @@ from typing import Protocol
 
 from rbl.addresses import BITS, Subject
 from rbl.errors import StoreError
-from rbl.store.database import append_audit, timestamp
+from rbl.store.database import append_audit, epoch, timestamp
 from rbl.store.listings import ListingStore
 
 
@@ -106,9 +106,9 @@ class EvidenceStore:
         hi = (subject.net | ((1 << (bits - subject.plen)) - 1)).to_bytes(width, "big")
         marks = ",".join("?" * len(zones))
         return self.store._rows(
-            f"INDEXED BY listings_net WHERE zone IN ({marks}) AND kind = ? AND net BETWEEN ? AND ? AND plen = ? "
+            f"INDEXED BY listings_key WHERE zone IN ({marks}) AND kind = ? AND net BETWEEN ? AND ? AND plen = ? "
             "AND exclude = 0 AND state = 'active' AND (expires_at IS NULL OR expires_at > ?)",
-            [*zones, subject.kind, lo, hi, bits, stamp])
+            [*zones, subject.kind, lo, hi, bits, epoch(stamp)])
 
     def _remediate(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> None:
         """DESIGN section 4: shared space, evidence accepted for this address: throttle until the
@@ -123,7 +123,7 @@ class EvidenceStore:
             when = min(old.remediated_at, acted) if fixed else acted  # a second report does not make it later
             expires = ends if old.expires_at is None else min(old.expires_at, ends)
             conn.execute("UPDATE listings SET code = 'throttle', remediated_at = ?, expires_at = ? WHERE id = ?",
-                         [when, expires, old.id])
+                         [epoch(when), epoch(expires), old.id])
             after = dict(old.as_dict(), code="throttle", remediated_at=when, expires_at=expires)
             append_audit(conn, [(stamp, actor, "remediate", old.subject, old.as_dict(), after)])
 
@@ -133,6 +133,6 @@ class EvidenceStore:
         for old in self._covered(item, remediation.zones, stamp):
             if old.disputed_at is not None:
                 continue
-            conn.execute("UPDATE listings SET disputed_at = ? WHERE id = ?", [stamp, old.id])
+            conn.execute("UPDATE listings SET disputed_at = ? WHERE id = ?", [epoch(stamp), old.id])
             after = dict(old.as_dict(), disputed_at=stamp)
             append_audit(conn, [(stamp, actor, "dispute", old.subject, old.as_dict(), after)])

@@ -82,6 +82,20 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
             yield n, text
 
 
+def digest(path: str) -> str:
+    """The file's SHA-256, hex: an import's audit row names exactly what was read."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    try:
+        with open(os.fspath(path), "rb") as f:
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+    except OSError as exc:
+        raise ImportFormatError(f"cannot read the file: {exc.strerror or exc}", os.fspath(path), 0) from None
+    return sha.hexdigest()
+
+
 def count_lines(path: str) -> int:
     """The number of lines in the file, cheaply (for a progress bar).
 

@@ -9,23 +9,43 @@ it comes in as ``repeat`` (any :class:`Lifetimes`), never imported from above.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rbl.addresses import BITS, DOMAIN, Subject, parse_subject
+from rbl.addresses import BITS, DOMAIN, IP4, IP6, Subject, parse_subject
 from rbl.errors import StoreError
 from rbl.store.cases import CaseColumns, case_columns
-from rbl.store.database import Database, append_audit, parse_timestamp, timestamp
+from rbl.store.database import CHANGES_LIMIT, Database, append_audit, epoch, parse_timestamp, stored_time, timestamp
 
-# The same words as the listings_singles index, so SQLite uses it.
+# Single IPv4 listings, the bulk of a big list: the compiler reads them in one aggregate.
 _SINGLE_IP4 = "kind = 'ip4' AND plen = 32 AND exclude = 0"
 
 _COLUMNS = (
     "zone subject kind net plen exclude code txt category reason source "
     "first_seen last_seen hits expires_at state lifetime remediated_at relisted_at disputed_at"
 ).split()
+# Kept as seconds since the epoch, read and written as timestamp() text.
+_TIMES = frozenset("first_seen last_seen expires_at remediated_at relisted_at disputed_at".split())
+# A domain's key is its subject text in net, plen 0; a Listing shows None for both, as before.
+_READ = {
+    "net": "CASE kind WHEN 'domain' THEN NULL ELSE net END",
+    "plen": "CASE kind WHEN 'domain' THEN NULL ELSE plen END",
+    **{name: stored_time(name) for name in _TIMES},
+}
+_SELECT = ", ".join(_READ.get(name, name) for name in _COLUMNS)
+# What serving() and friends return: (kind, net, plen, subject, exclude, code, txt).
+_SERVED = f"kind, {_READ['net']}, {_READ['plen']}, subject, exclude, code, txt"
+
+
+def key(subject: Subject) -> tuple[str, bytes, int]:
+    """The listings table's key of a subject within its zone: (kind, net, plen)."""
+    if subject.kind == DOMAIN:
+        return DOMAIN, subject.text.encode(), 0
+    return subject.kind, subject.packed, subject.plen
 
 
 @dataclass(slots=True)
@@ -81,17 +101,28 @@ class Lifetimes(Protocol):
         """The lifetime of a listing made ``now`` whose last listing lived ``previous`` and ended at ``ended``."""
 
 
+@dataclass(frozen=True)
+class Imported:
+    """What :meth:`ListingStore.import_entries` did."""
+
+    added: int  # new, or listed again after it had ended
+    refreshed: int  # still listed: seen again
+    removed: int  # --replace: listed from this source, gone from the file
+    changed: int  # refreshed with another answer (code, TXT, exclusion)
+    audit: int | None  # the one audit row of a bulk import; None when audited row by row
+
+
 class ListingStore(Database):
     """The database, with the listing queries: the one owner of writes to the listings table."""
 
     # -- reads ---------------------------------------------------------------
 
     def _rows(self, sql: str, params: Iterable = ()) -> list[Listing]:
-        cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)}, id FROM listings {sql}", list(params))
+        cursor = self.db.execute(f"SELECT {_SELECT}, id FROM listings {sql}", list(params))
         return [Listing(*row) for row in cursor.fetchall()]
 
     def get(self, zone: str, subject: Subject) -> Listing | None:
-        rows = self._rows("WHERE zone = ? AND subject = ?", [zone, subject.text])
+        rows = self._rows("WHERE zone = ? AND kind = ? AND net = ? AND plen = ?", [zone, *key(subject)])
         return rows[0] if rows else None
 
     def show(self, subject: Subject | None = None, zone: str | None = None, include_removed: bool = False) -> list[Listing]:
@@ -107,14 +138,29 @@ class ListingStore(Database):
         if subject.kind == DOMAIN:
             rows = self._rows(f"WHERE {' AND '.join(where)} AND kind = 'domain'", params)
             return [r for r in rows if _domain_covers(r.subject, subject)]
-        where.append("kind = ? AND plen <= ?")
-        params += [subject.kind, subject.plen]
-        rows = self._rows(f"WHERE {' AND '.join(where)} ORDER BY plen", params)
-        bits = subject.bits
-        return [
-            r for r in rows
-            if (subject.net >> (bits - r.plen)) == (int.from_bytes(r.net, "big") >> (bits - r.plen))
-        ]
+        # The subject and every prefix around it, zone by zone: index probes, never a scan.
+        bits, width = subject.bits, subject.bits // 8
+        probes: dict[bytes, set[int]] = {}
+        for p in range(subject.plen + 1):
+            probes.setdefault((subject.net >> (bits - p) << (bits - p)).to_bytes(width, "big"), set()).add(p)
+        rows = []
+        for name in [zone] if zone else self.zones():
+            for chunk in _batched(list(probes), 200):
+                marks = ",".join("?" * len(chunk))
+                rows += [r for r in self._rows(
+                    f"INDEXED BY listings_key WHERE zone = ? AND kind = ? AND net IN ({marks}) AND plen <= ?"
+                    + ("" if include_removed else " AND state = 'active'"),
+                    [name, subject.kind, *chunk, subject.plen])
+                    if r.plen in probes[r.net]]
+        return sorted(rows, key=lambda r: (r.plen, r.zone))
+
+    def zones(self) -> list[str]:
+        """The zones with listings, by index seeks (a loose index scan), not by reading every row."""
+        rows = self.db.execute(
+            "WITH RECURSIVE z(zone) AS (SELECT min(zone) FROM listings UNION ALL "
+            "SELECT (SELECT min(zone) FROM listings WHERE zone > z.zone) FROM z WHERE z.zone IS NOT NULL) "
+            "SELECT zone FROM z WHERE zone IS NOT NULL")
+        return [zone for (zone,) in rows]
 
     def serving(self, zone: str, now: dt.datetime, singles: bool = True) -> Iterator[tuple]:
         """(kind, net, plen, subject, exclude, code, txt) of the listings a snapshot serves.
@@ -122,28 +168,28 @@ class ListingStore(Database):
         ``singles=False`` leaves out what :meth:`serving_singles` returns.
         """
         where = "" if singles else f" AND NOT ({_SINGLE_IP4})"
+        # NOT INDEXED: a compile reads most of the table; a scan beats a lookup per row.
         return self.db.execute(
-            "SELECT kind, net, plen, subject, exclude, code, txt FROM listings "
+            f"SELECT {_SERVED} FROM listings NOT INDEXED "
             f"WHERE state = 'active' AND zone = ? AND (expires_at IS NULL OR expires_at > ?){where}",
-            [zone, timestamp(now)],
+            [zone, epoch(now)],
         )
 
     def serving_kind(self, zone: str, kind: str, now: dt.datetime) -> Iterator[tuple]:
         """Like :meth:`serving`, for one kind of subject only."""
         return self.db.execute(
-            "SELECT kind, net, plen, subject, exclude, code, txt FROM listings "
+            f"SELECT {_SERVED} FROM listings INDEXED BY listings_key "
             "WHERE state = 'active' AND zone = ? AND kind = ? AND (expires_at IS NULL OR expires_at > ?)",
-            [zone, kind, timestamp(now)],
+            [zone, kind, epoch(now)],
         )
 
     def overlapping(self, zone: str, kind: str, net: int, plen: int, now: dt.datetime) -> list[tuple]:
         """Served listings around or inside the CIDR net/plen, as :meth:`serving` rows."""
         bits = BITS[kind]
         width = bits // 8
-        # INDEXED BY: SQLite's planner prefers the serving index and scans a million rows.
-        served = ("SELECT kind, net, plen, subject, exclude, code, txt FROM listings INDEXED BY listings_net "
+        served = (f"SELECT {_SERVED} FROM listings INDEXED BY listings_key "
                   "WHERE state = 'active' AND zone = ? AND kind = ? AND (expires_at IS NULL OR expires_at > ?) ")
-        head = [zone, kind, timestamp(now)]
+        head = [zone, kind, epoch(now)]
         inside = self.db.execute(
             served + "AND net BETWEEN ? AND ? AND plen >= ?",
             head + [net.to_bytes(width, "big"), (net | ((1 << (bits - plen)) - 1)).to_bytes(width, "big"), plen],
@@ -166,10 +212,10 @@ class ListingStore(Database):
         Python object each.
         """
         rows = self.db.execute(
-            "SELECT code, txt, group_concat(hex(net), '') FROM listings "
+            "SELECT code, txt, group_concat(hex(net), '') FROM listings NOT INDEXED "
             f"WHERE state = 'active' AND zone = ? AND (expires_at IS NULL OR expires_at > ?) AND {_SINGLE_IP4} "
             "GROUP BY code, txt",
-            [zone, timestamp(now)],
+            [zone, epoch(now)],
         )
         return [(code, txt, bytes.fromhex(packed)) for code, txt, packed in rows]
 
@@ -178,13 +224,13 @@ class ListingStore(Database):
         bits = BITS[kind]
         width = bits // 8
         whole = unit >= bits or unit % 8 == 0
-        key = "net" if unit >= bits else f"substr(net, 1, {unit // 8})" if whole else "net"
+        column = "net" if unit >= bits else f"substr(net, 1, {unit // 8})" if whole else "net"
         rows = self.db.execute(
-            f"SELECT {'count(DISTINCT ' + key + ')' if whole else 'net'} FROM listings INDEXED BY listings_net "
+            f"SELECT {'count(DISTINCT ' + column + ')' if whole else 'net'} FROM listings INDEXED BY listings_key "
             "WHERE zone = ? AND kind = ? AND net BETWEEN ? AND ? AND plen = ? AND exclude = 0 AND state = 'active' "
             "AND (expires_at IS NULL OR expires_at > ?)",
             [zone, kind, net.to_bytes(width, "big"), (net | ((1 << (bits - plen)) - 1)).to_bytes(width, "big"),
-             bits, timestamp(now)]).fetchall()
+             bits, epoch(now)]).fetchall()
         if whole:
             return rows[0][0]
         return len({int.from_bytes(n, "big") >> (bits - unit) for (n,) in rows})  # a prefix off byte bounds
@@ -200,15 +246,41 @@ class ListingStore(Database):
         return self._rows(
             f"WHERE zone IN ({marks}) AND exclude = 0 AND first_seen >= ? "
             "AND ((kind = 'ip4' AND plen = 32) OR (kind = 'ip6' AND plen = 128)) ORDER BY id",
-            [*zones, timestamp(since)])
+            [*zones, epoch(since)])
 
     def next_expiry(self, now: dt.datetime) -> str | None:
         """When the next active listing expires, so a server recompiles then."""
         row = self.db.execute(
-            "SELECT min(expires_at) FROM listings INDEXED BY listings_expiry WHERE state = 'active' AND expires_at > ?",
-            [timestamp(now)],
+            f"SELECT {stored_time('min(expires_at)')} FROM listings INDEXED BY listings_expiry "
+            "WHERE state = 'active' AND expires_at > ?",
+            [epoch(now)],
         ).fetchone()
         return row[0]
+
+    def history(self, subject: Subject, zone: str | None = None) -> list[dict]:
+        """What happened to a subject, oldest first: its own audit rows and the bulk imports
+        that added, changed or removed it (found in their packed key sets)."""
+        events = []
+        for audit_id, at, actor, action, before, after in self.db.execute(
+                "SELECT id, at, actor, action, before, after FROM audit INDEXED BY audit_subject WHERE subject = ?",
+                [subject.text]):
+            row = json.loads(after or before or "{}")
+            if zone is None or row.get("zone", zone) == zone:
+                events.append({"audit": audit_id, "at": at, "actor": actor, "action": action,
+                               "zone": row.get("zone"), "state": row.get("state") if after else None})
+        kind, net, plen = key(subject)
+        probe = net + bytes([plen]) if kind != DOMAIN else net
+        sets = self.db.execute(
+            "SELECT s.audit, s.zone, s.change, s.keys, a.at, a.actor, a.after FROM import_sets s "
+            "JOIN audit a ON a.id = s.audit WHERE s.kind = ?" + (" AND s.zone = ?" if zone else ""),
+            [kind, *([zone] if zone else [])])
+        for audit_id, set_zone, change, keys, at, actor, after in sets:
+            if _packed_has(keys, probe, kind):
+                about = json.loads(after)
+                events.append({"audit": audit_id, "at": at, "actor": actor, "action": f"import ({change})",
+                               "zone": set_zone, "file": about.get("file"), "sha256": about.get("sha256"),
+                               "source": about.get("source")})
+        return sorted(events, key=lambda e: e["audit"])
 
     # -- writes --------------------------------------------------------------
 
@@ -225,7 +297,7 @@ class ListingStore(Database):
         action: str = "add",
         repeat: Lifetimes | None = None,
     ) -> tuple[int, int]:
-        """Add or refresh listings in one transaction; return (added, refreshed).
+        """Add or refresh listings in one transaction, an audit row each; return (added, refreshed).
 
         A subject already listed keeps its first_seen, gains a hit and keeps the
         longer of its lifetime and ``expires``. With ``repeat`` (the policy's
@@ -233,68 +305,102 @@ class ListingStore(Database):
         a multiple of that listing's lifetime. Nothing is written if any entry fails.
         """
         now = self.clock()
-        added = refreshed = 0
         with self.transaction() as conn:
-            # Batches of 500: one SELECT finds the rows they refresh (SQLite's variable limit).
-            for batch in _batched(entries, 500):
-                a, r = self._upsert(conn, batch, zone, actor, action, now, expires, repeat, category, reason, source)
-                added, refreshed = added + a, refreshed + r
+            return self._add_rows(conn, entries, _Asked(zone, actor, action, now, expires, repeat, category, reason,
+                                                        source, keep_hits=False))
+
+    def _add_rows(self, conn: sqlite3.Connection, entries: Iterable[Entry], asked: _Asked) -> tuple[int, int]:
+        added = refreshed = 0
+        # Later lines win over earlier ones for the same subject, as a file read top down.
+        by_key: dict[tuple, Entry] = {}
+        for entry in entries:
+            by_key[key(entry.subject)] = entry
+        for batch in _batched(by_key.values(), 500):
+            a, r = self._upsert(conn, batch, asked)
+            added, refreshed = added + a, refreshed + r
         return added, refreshed
 
-    def _upsert(self, conn, batch, zone, actor, action, now, expires, repeat, category, reason, source):
-        stamp = timestamp(now)
-        # Later lines win over earlier ones for the same subject, as a file read top down.
-        by_subject: dict[str, Entry] = {}
-        for entry in batch:
-            by_subject[entry.subject.text] = entry
-        marks = ",".join("?" * len(by_subject))
-        existing = {
-            row.subject: row
-            for row in self._rows(f"WHERE zone = ? AND subject IN ({marks})", [zone, *by_subject])
-        }
+    def _upsert(self, conn: sqlite3.Connection, batch: list[Entry], asked: _Asked) -> tuple[int, int]:
+        stamp = timestamp(asked.now)
         rows, audits = [], []
         added = 0
-        for text, entry in by_subject.items():
-            subject = entry.subject
-            old = existing.get(text)
-            lifetime = _lifetime(old, now, stamp, expires, repeat)
-            new = Listing(
-                zone=zone,
-                subject=text,
-                kind=subject.kind,
-                net=subject.packed or None,
-                plen=subject.plen if subject.kind != DOMAIN else None,
-                exclude=int(entry.exclude),
-                code=entry.code,
-                txt=entry.txt,
-                category=category if category is not None else (old.category if old else None),
-                reason=entry.reason or reason or (old.reason if old else None),
-                source=source if source is not None else (old.source if old else None),
-                first_seen=old.first_seen if old else stamp,
-                last_seen=stamp,
-                # A list that counts for us (ipsum) says how many; otherwise one more hit.
-                hits=entry.hits if entry.hits is not None
-                else 1 + (old.hits if old and old.state == "active" else 0),
-                expires_at=timestamp(now + lifetime) if lifetime is not None else None,
-                state="active",
-                lifetime=int(lifetime.total_seconds()) if lifetime is not None else None,
-                # The case's history stays; a hit after a remediation is a relisting (the first
-                # one after the latest remediation counts), and the code goes back to block.
-                remediated_at=old.remediated_at if old else None,
-                relisted_at=_relisted(old, stamp),
-                disputed_at=old.disputed_at if old else None,
-            )
-            added += old is None or old.state != "active"
-            rows.append([getattr(new, c) for c in _COLUMNS])
-            audits.append((stamp, actor, action, text, old.as_dict() if old else None, new.as_dict()))
-        sets = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("zone", "subject"))
+        for entry in batch:
+            old = self.get(asked.zone, entry.subject)
+            new = _merged(old, entry, asked)
+            # Back after it expired counts as added, as after a removal: it was not listed.
+            added += old is None or old.state != "active" or (old.expires_at is not None and old.expires_at <= stamp)
+            rows.append(_stored(new))
+            audits.append((stamp, asked.actor, asked.action, new.subject, old.as_dict() if old else None,
+                           new.as_dict()))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("zone", "kind", "net", "plen"))
         conn.executemany(
             f"INSERT INTO listings ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-            f"ON CONFLICT (zone, subject) DO UPDATE SET {sets}",
+            f"ON CONFLICT (zone, kind, net, plen) DO UPDATE SET {sets}",
             rows,
         )
         append_audit(conn, audits)
-        return added, len(by_subject) - added
+        return added, len(batch) - added
+
+    def import_entries(
+        self,
+        entries: Iterable[Entry],
+        *,
+        zone: str,
+        actor: str,
+        category: str | None = None,
+        reason: str | None = None,
+        source: str | None = None,
+        expires: dt.timedelta | None = None,
+        repeat: Lifetimes | None = None,
+        replace: bool = False,
+        about: dict | None = None,
+        bulk_above: int = CHANGES_LIMIT,
+    ) -> Imported:
+        """Import a list in one transaction: every entry, or (on any error) none.
+
+        With ``replace``, the active listings of ``source`` in ``zone`` are exactly the
+        list's afterwards: the ones it lacks are removed. Subjects seen again keep their
+        first_seen; an import gives them a hit, a replace keeps their count (a list that
+        counts, like ipsum, says how many either way).
+
+        An import that writes at most ``bulk_above`` rows is audited row by row, as
+        :meth:`add` is. A bigger one goes through SQL in bulk and writes one audit row
+        (``about``: file, digest, counts) with the keys it added, changed and removed
+        packed in ``import_sets``, so :meth:`history` still finds every subject.
+        """
+        if replace and source is None:
+            raise StoreError("a replace needs the source whose listings it replaces")
+        asked = _Asked(zone, actor, "import", self.clock(), expires, repeat, category, reason, source,
+                       keep_hits=replace)
+        entries = iter(entries)
+        first = list(itertools.islice(entries, bulk_above + 1))
+        with self.transaction() as conn:
+            if len(first) <= bulk_above:
+                small = self._small_import(conn, first, asked, replace, bulk_above)
+                if small is not None:
+                    return small
+            return _BulkImport(self, conn, asked, about or {}).run(itertools.chain(first, entries), replace)
+
+    def _small_import(self, conn: sqlite3.Connection, entries: list[Entry], asked: _Asked, replace: bool,
+                      limit: int) -> Imported | None:
+        """An import with few rows to write, audited row by row; None if the replace removes too many."""
+        vanished: list[Listing] = []
+        if replace:
+            (count,) = conn.execute("SELECT count(*) FROM listings NOT INDEXED WHERE zone = ? AND source = ? "
+                                    "AND state = 'active'", [asked.zone, asked.source]).fetchone()
+            if count > 2 * limit:
+                return None
+            keep = {key(e.subject) for e in entries}
+            vanished = [row for row in self._rows("NOT INDEXED WHERE zone = ? AND source = ? AND state = 'active'",
+                                                  [asked.zone, asked.source])
+                        if key(parse_subject(row.subject)) not in keep]
+            if len(vanished) + len(keep) > limit:
+                return None
+        added, refreshed = self._add_rows(conn, entries, asked)
+        stamp = timestamp(asked.now)
+        for old in vanished:
+            self._remove_row(conn, old, asked.actor, stamp)
+        return Imported(added, refreshed, len(vanished), 0, None)
 
     def remove(self, subjects: Iterable[Subject], *, zone: str, actor: str) -> int:
         """Remove active listings in one transaction.
@@ -313,11 +419,259 @@ class ListingStore(Database):
             old = self.get(zone, subject)
             if old is None or old.state != "active":
                 raise StoreError(f"{subject.text} is not listed in {zone}")
-            conn.execute("UPDATE listings SET state = 'removed', last_seen = ? WHERE id = ?", [stamp, old.id])
-            after = dict(old.as_dict(), state="removed", last_seen=stamp)
-            append_audit(conn, [(stamp, actor, "remove", old.subject, old.as_dict(), after)])
+            self._remove_row(conn, old, actor, stamp)
             count += 1
         return count
+
+    def _remove_row(self, conn: sqlite3.Connection, old: Listing, actor: str, stamp: str) -> None:
+        conn.execute("UPDATE listings SET state = 'removed', last_seen = ? WHERE id = ?", [epoch(stamp), old.id])
+        after = dict(old.as_dict(), state="removed", last_seen=stamp)
+        append_audit(conn, [(stamp, actor, "remove", old.subject, old.as_dict(), after)])
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What an add or import asks of every subject it lists."""
+
+    zone: str
+    actor: str
+    action: str
+    now: dt.datetime
+    expires: dt.timedelta | None
+    repeat: Lifetimes | None
+    category: str | None
+    reason: str | None
+    source: str | None
+    keep_hits: bool  # a replace: seen again in the upstream list is not a new hit
+
+
+def _merged(old: Listing | None, entry: Entry, asked: _Asked) -> Listing:
+    """The listing an add or import makes of ``entry``, given what was stored (None: nothing)."""
+    subject = entry.subject
+    stamp = timestamp(asked.now)
+    lifetime = _lifetime(old, asked.now, stamp, asked.expires, asked.repeat)
+    if entry.hits is not None:  # a list that counts for us (ipsum) says how many
+        hits = entry.hits
+    elif old is not None and old.state == "active":
+        hits = old.hits + (not asked.keep_hits)
+    else:
+        hits = 1
+    return Listing(
+        zone=asked.zone,
+        subject=subject.text,
+        kind=subject.kind,
+        net=subject.packed or None,
+        plen=subject.plen if subject.kind != DOMAIN else None,
+        exclude=int(entry.exclude),
+        code=entry.code,
+        txt=entry.txt,
+        category=asked.category if asked.category is not None else (old.category if old else None),
+        reason=entry.reason or asked.reason or (old.reason if old else None),
+        source=asked.source if asked.source is not None else (old.source if old else None),
+        first_seen=old.first_seen if old else stamp,
+        last_seen=stamp,
+        hits=hits,
+        expires_at=timestamp(asked.now + lifetime) if lifetime is not None else None,
+        state="active",
+        lifetime=int(lifetime.total_seconds()) if lifetime is not None else None,
+        # The case's history stays; a hit after a remediation is a relisting (the first
+        # one after the latest remediation counts), and the code goes back to block.
+        remediated_at=old.remediated_at if old else None,
+        relisted_at=_relisted(old, stamp),
+        disputed_at=old.disputed_at if old else None,
+    )
+
+
+def _stored(listing: Listing) -> list:
+    """A listing as the table's columns hold it (_COLUMNS order): times in seconds, a domain keyed by its text."""
+    out = []
+    for name in _COLUMNS:
+        value = getattr(listing, name)
+        if name in _TIMES:
+            value = epoch(value)
+        elif name == "net" and listing.kind == DOMAIN:
+            value = listing.subject.encode()
+        elif name == "plen" and listing.kind == DOMAIN:
+            value = 0
+        out.append(value)
+    return out
+
+
+class _BulkImport:
+    """A big import in SQL: the entries staged in a temporary table, merged in a few statements.
+
+    :func:`_merged` is its slow twin (the property tests hold the two to the same rows);
+    the few subjects listed again after they ended go through it, since their lifetime
+    is the policy's rule (``repeat``).
+    """
+
+    _JOIN = "l.zone = :zone AND l.kind = b.kind AND l.net = b.net AND l.plen = b.plen"
+    _LIVE = "l.state = 'active' AND (l.expires_at IS NULL OR l.expires_at > :now)"
+
+    def __init__(self, store: ListingStore, conn: sqlite3.Connection, asked: _Asked, about: dict):
+        self.store, self.conn, self.asked, self.about = store, conn, asked, about
+        life = int(asked.expires.total_seconds()) if asked.expires is not None else None
+        self.args = {"zone": asked.zone, "now": epoch(asked.now), "life": life, "category": asked.category,
+                     "reason": asked.reason, "source": asked.source, "hit": int(not asked.keep_hits)}
+
+    def run(self, entries: Iterable[Entry], replace: bool) -> Imported:
+        conn, args = self.conn, self.args
+        conn.execute("CREATE TEMP TABLE import_lines (kind TEXT, net BLOB, plen INTEGER, subject TEXT, "
+                     "exclude INTEGER, code TEXT, txt TEXT, reason TEXT, hits INTEGER)")
+        conn.execute("CREATE TEMP TABLE import_changes (change TEXT, kind TEXT, net BLOB, plen INTEGER, id INTEGER, "
+                     "PRIMARY KEY (change, kind, net, plen)) WITHOUT ROWID")
+        count = 0
+        for chunk in _batched(map(_staged, entries), 50_000):
+            conn.executemany("INSERT INTO import_lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk)
+            count += len(chunk)
+        empty = conn.execute("SELECT 1 FROM listings INDEXED BY listings_key WHERE zone = ? LIMIT 1",
+                             [args["zone"]]).fetchone() is None
+        if empty:
+            added, refreshed, changed = self._into_empty(), 0, 0
+            removed = 0
+        else:
+            added, refreshed, changed = self._merge()
+            removed = self._replace() if replace else 0
+        stamp = timestamp(self.asked.now)
+        after = dict(self.about, zone=args["zone"], source=args["source"], replace=replace, entries=count,
+                     added=added, refreshed=refreshed, changed=changed, removed=removed)
+        append_audit(conn, [(stamp, self.asked.actor, "import", None, None, after)])
+        (audit,) = conn.execute("SELECT max(id) FROM audit").fetchone()
+        for change in ("added", "changed", "removed"):
+            for kind in (IP4, IP6, DOMAIN):
+                if empty:  # everything in the zone is new: its keys straight from the table
+                    source = ("listings INDEXED BY listings_key", "zone = ? AND kind = ?", [args["zone"], kind])
+                    if change != "added":
+                        continue
+                else:
+                    source = ("import_changes", "change = ? AND kind = ?", [change, kind])
+                self._pack(audit, change, kind, *source)
+        for table in ("import_lines", "import_changes", "import_batch"):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        return Imported(added, refreshed, removed, changed, audit)
+
+    def _insert(self, source: str, where: str = "true") -> str:
+        """INSERT of new listings from the staged entries (aliased b): as :func:`_merged` makes them."""
+        return (
+            f"INSERT INTO listings ({', '.join(_COLUMNS)}) "
+            "SELECT :zone, b.subject, b.kind, b.net, b.plen, b.exclude, b.code, b.txt, :category, "
+            "coalesce(nullif(b.reason, ''), nullif(:reason, '')), :source, :now, :now, coalesce(b.hits, 1), "
+            f":now + :life, 'active', :life, NULL, NULL, NULL FROM {source} b WHERE {where} "
+            "ORDER BY b.kind, b.net, b.plen"
+        )
+
+    def _into_empty(self) -> int:
+        """The zone has no listings at all: every entry is new; of the same subject, the last line wins."""
+        self.conn.execute(
+            self._insert("import_lines") + ", b.rowid ON CONFLICT (zone, kind, net, plen) DO UPDATE SET "
+            "subject = excluded.subject, exclude = excluded.exclude, code = excluded.code, txt = excluded.txt, "
+            "reason = excluded.reason, hits = excluded.hits", self.args)
+        (added,) = self.conn.execute("SELECT count(*) FROM listings INDEXED BY listings_key WHERE zone = ?",
+                                     [self.args["zone"]]).fetchone()
+        return added
+
+    def _merge(self) -> tuple[int, int, int]:
+        conn, args, join, live = self.conn, self.args, self._JOIN, self._LIVE
+        # One entry per subject, the last line's; in key order, as the table's index is.
+        conn.execute("CREATE TEMP TABLE import_batch (kind TEXT, net BLOB, plen INTEGER, subject TEXT, exclude INTEGER, "
+                     "code TEXT, txt TEXT, reason TEXT, hits INTEGER, PRIMARY KEY (kind, net, plen)) WITHOUT ROWID")
+        conn.execute("INSERT INTO import_batch SELECT * FROM import_lines WHERE true ORDER BY kind, net, plen, rowid "
+                     "ON CONFLICT (kind, net, plen) DO UPDATE SET subject = excluded.subject, exclude = excluded.exclude, "
+                     "code = excluded.code, txt = excluded.txt, reason = excluded.reason, hits = excluded.hits")
+        # Still listed, and answered differently now: the snapshot changes for these.
+        conn.execute("INSERT INTO import_changes SELECT 'changed', b.kind, b.net, b.plen, l.id FROM import_batch b "
+                     f"JOIN listings l ON {join} WHERE {live} "
+                     "AND (l.exclude IS NOT b.exclude OR l.code IS NOT b.code OR l.txt IS NOT b.txt)", args)
+        lifetime = ("CASE WHEN :life IS NULL OR l.expires_at IS NULL THEN NULL "
+                    "ELSE max(:life, coalesce(l.lifetime, :life)) END")
+        refreshed = conn.execute(
+            "UPDATE listings AS l SET last_seen = :now, subject = b.subject, exclude = b.exclude, code = b.code, "
+            "txt = b.txt, category = coalesce(:category, l.category), "
+            "reason = coalesce(nullif(b.reason, ''), nullif(:reason, ''), l.reason), source = coalesce(:source, l.source), "
+            "hits = coalesce(b.hits, l.hits + :hit), "
+            f"lifetime = {lifetime}, expires_at = :now + {lifetime}, "
+            "relisted_at = CASE WHEN l.remediated_at IS NOT NULL AND (l.relisted_at IS NULL OR l.relisted_at < "
+            "l.remediated_at) THEN max(:now, l.remediated_at) ELSE l.relisted_at END "
+            f"FROM import_batch b WHERE {join} AND {live}", args).rowcount
+        (changed,) = conn.execute("SELECT count(*) FROM import_changes WHERE change = 'changed'").fetchone()
+        # Listed again after it ended (expired or removed): the policy's repeat rule, in Python.
+        ended = conn.execute(
+            "SELECT l.id, b.kind, b.net, b.plen, b.subject, b.exclude, b.code, b.txt, b.reason, b.hits "
+            f"FROM import_batch b JOIN listings l ON {join} WHERE NOT ({live})", args).fetchall()
+        again = 0
+        for chunk in _batched(ended, 500):
+            olds = {row.id: row for row in self.store._rows(f"WHERE id IN ({','.join('?' * len(chunk))})",
+                                                           [row[0] for row in chunk])}
+            rows = []
+            for listing_id, kind, net, plen, subject, exclude, code, txt, reason, hits in chunk:
+                who = parse_subject(subject) if kind == DOMAIN else Subject(kind, int.from_bytes(net, "big"), plen)
+                rows.append(_stored(_merged(olds[listing_id], Entry(who, bool(exclude), code, txt, reason, hits),
+                                            self.asked)) + [listing_id])
+            sets = ", ".join(f"{c} = ?" for c in _COLUMNS)
+            conn.executemany(f"UPDATE listings SET {sets} WHERE id = ?", rows)
+            conn.executemany("INSERT INTO import_changes VALUES ('added', ?, ?, ?, ?)",
+                             [(kind, net, plen, listing_id) for listing_id, kind, net, plen, *_ in chunk])
+            again += len(chunk)
+        new = conn.execute("INSERT INTO import_changes SELECT 'added', b.kind, b.net, b.plen, NULL FROM import_batch b "
+                           f"WHERE NOT EXISTS (SELECT 1 FROM listings l WHERE {join})", args).rowcount
+        conn.execute(self._insert("import_batch", f"NOT EXISTS (SELECT 1 FROM listings l WHERE {join})"), args)
+        return again + new, refreshed, changed
+
+    def _replace(self) -> int:
+        """The source's active listings the list lacks: removed."""
+        conn, args = self.conn, self.args
+        removed = conn.execute(
+            "INSERT INTO import_changes SELECT 'removed', l.kind, l.net, l.plen, l.id FROM listings l NOT INDEXED "
+            "WHERE l.zone = :zone AND l.source = :source AND l.state = 'active' AND NOT EXISTS "
+            "(SELECT 1 FROM import_batch b WHERE b.kind = l.kind AND b.net = l.net AND b.plen = l.plen)", args).rowcount
+        conn.execute("UPDATE listings SET state = 'removed', last_seen = :now "
+                     "WHERE id IN (SELECT id FROM import_changes WHERE change = 'removed')", args)
+        return removed
+
+    def _pack(self, audit: int, change: str, kind: str, table: str, where: str, params: list) -> None:
+        """The keys of one change, sorted and packed (net and plen, fixed width; a domain's text,
+        a line each), into import_sets rows of at most a million keys each."""
+        conn = self.conn
+        last: tuple = (b"", -1)
+        while True:
+            cursor = conn.execute(
+                f"SELECT net, plen FROM {table} WHERE {where} AND (net, plen) > (?, ?) ORDER BY net, plen LIMIT ?",
+                [*params, *last, 1_000_000])
+            keys = cursor.fetchall()
+            if not keys:
+                return
+            if kind == DOMAIN:
+                blob = b"\n".join(net for net, _ in keys)
+            else:
+                blob = b"".join(net + bytes((plen,)) for net, plen in keys)
+            conn.execute("INSERT INTO import_sets (audit, zone, change, kind, keys) VALUES (?, ?, ?, ?, ?)",
+                         [audit, self.args["zone"], change, kind, blob])
+            last = keys[-1]
+
+
+def _staged(entry: Entry) -> tuple:
+    """An entry as the staging table's row."""
+    subject = entry.subject
+    kind, net, plen = key(subject)
+    return kind, net, plen, subject.text, int(entry.exclude), entry.code, entry.txt, entry.reason, entry.hits
+
+
+def _packed_has(keys: bytes, probe: bytes, kind: str) -> bool:
+    """Whether ``probe`` is among the sorted packed ``keys`` of an import set (binary search)."""
+    if kind == DOMAIN:
+        return b"\n" + probe + b"\n" in b"\n" + keys + b"\n"
+    width = len(probe)
+    lo, hi = 0, len(keys) // width
+    while lo < hi:
+        mid = (lo + hi) // 2
+        here = keys[mid * width:(mid + 1) * width]
+        if here == probe:
+            return True
+        if here < probe:
+            lo = mid + 1
+        else:
+            hi = mid
+    return False
 
 
 def _lifetime(old: Listing | None, now: dt.datetime, stamp: str, requested: dt.timedelta | None,

@@ -194,6 +194,70 @@ def _case_index(db: sqlite_utils.Database) -> None:
                "remediated_at, relisted_at, disputed_at, state, expires_at)")
 
 
+def _compact_listings(db: sqlite_utils.Database) -> None:
+    # Ten million listings took 743 bytes each: six indexes, times as 20-character text,
+    # and a JSON audit row per imported line. Now one unique key that every lookup uses
+    # (a domain's key is its subject text), times as seconds since the epoch, one partial
+    # index for the next expiry; the compiler and the scoring scan the table itself.
+    # A big import is audited as one row plus the packed keys it changed (import_sets).
+    db.execute(
+        """
+        CREATE TABLE listings_compact (
+            id INTEGER PRIMARY KEY,
+            zone TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('ip4', 'ip6', 'domain')),
+            net BLOB NOT NULL,              -- network address, 4 or 16 bytes; a domain: its subject text
+            plen INTEGER NOT NULL,          -- prefix length; 0 for a domain
+            subject TEXT NOT NULL,          -- canonical text: 192.0.2.0/24, *.example.com
+            exclude INTEGER NOT NULL DEFAULT 0,
+            code TEXT,
+            txt TEXT,
+            category TEXT,
+            reason TEXT,
+            source TEXT,
+            first_seen INTEGER NOT NULL,    -- times: seconds since the epoch, UTC
+            last_seen INTEGER NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 1,
+            expires_at INTEGER,             -- NULL: never
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'removed')),
+            lifetime INTEGER,
+            remediated_at INTEGER,
+            relisted_at INTEGER,
+            disputed_at INTEGER
+        )
+        """
+    )
+    db.execute(
+        """
+        INSERT INTO listings_compact
+        SELECT id, zone, kind, coalesce(net, CAST(subject AS BLOB)), coalesce(plen, 0), subject, exclude, code,
+               txt, category, reason, source, unixepoch(first_seen), unixepoch(last_seen), hits,
+               unixepoch(expires_at), state, lifetime, unixepoch(remediated_at), unixepoch(relisted_at),
+               unixepoch(disputed_at)
+        FROM listings ORDER BY zone, kind, net, plen
+        """
+    )
+    db.execute("DROP TABLE listings")
+    db.execute("ALTER TABLE listings_compact RENAME TO listings")
+    # A named index, not a table constraint, so queries can say INDEXED BY listings_key.
+    db.execute("CREATE UNIQUE INDEX listings_key ON listings (zone, kind, net, plen)")
+    db.execute("CREATE INDEX listings_expiry ON listings (expires_at) WHERE state = 'active' AND expires_at IS NOT NULL")
+    db.execute(
+        """
+        CREATE TABLE import_sets (
+            audit INTEGER NOT NULL REFERENCES audit (id),   -- the import's one audit row
+            zone TEXT NOT NULL,
+            change TEXT NOT NULL CHECK (change IN ('added', 'changed', 'removed')),
+            kind TEXT NOT NULL CHECK (kind IN ('ip4', 'ip6', 'domain')),
+            keys BLOB NOT NULL              -- sorted: net and plen (5 or 17 bytes each); domains: subjects, one a line
+        )
+        """
+    )
+    db.execute("CREATE INDEX import_sets_zone ON import_sets (zone, kind, audit)")
+    # A subject's history reads its own rows; imports are found through import_sets.
+    db.execute("CREATE INDEX audit_subject ON audit (subject) WHERE subject IS NOT NULL")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -205,6 +269,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0008_case_history", _case_history),
     ("0009_delist_requests", _delist_requests),
     ("0010_case_index", _case_index),
+    ("0011_compact_listings", _compact_listings),
 ]
 
 
