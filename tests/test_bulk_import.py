@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from conftest import shared_file
 from rbl.addresses import parse_subject
 from rbl.policy.listing import Expiry
-from rbl.store import ListingStore
+from rbl.store import ListingStore, listings
 from rbl.store.formats import read_entries
 from rbl.store.listings import Entry
 
@@ -81,8 +81,13 @@ def test_bulk_import_makes_the_rows_the_per_row_path_makes(tmp_path_factory, ste
         store, _clock = build(folder / f"{name}.db", steps)
         entries = [Entry(parse_subject(t), exclude=x, code=c, reason=r, hits=h, line=n)
                    for n, (t, x, c, r, h) in enumerate(lines, 1)]
-        done = store.import_entries(entries, zone=ZONE, actor="test", source="a", category=None, reason="listed",
-                                    expires=expires, repeat=Expiry(), replace=replace, bulk_above=bulk_above)
+        listings._SET_SIZE = 3  # import_sets rows of three keys: the chunking is exercised too
+        try:
+            done = store.import_entries(entries, zone=ZONE, actor="test", source="a", category=None,
+                                        reason="listed", expires=expires, repeat=Expiry(), replace=replace,
+                                        bulk_above=bulk_above)
+        finally:
+            listings._SET_SIZE = 1_000_000
         results.append((done.added, done.refreshed, done.removed))
         tables.append(rows(store))
         if name == "fast":
@@ -103,6 +108,13 @@ def history_ok(store: ListingStore, lines, replace) -> None:
         events = [e for e in store.history(parse_subject(text)) if e["audit"] == audit]
         # New, or back after it ended: "added"; listed before and seen again: no set names it (a refresh).
         assert [e["action"] for e in events] in (["import (added)"], ["import (changed)"], []), (text, events)
+    # Every key the import added is in exactly one of its sets, and the sets are sorted.
+    sets = store.db.execute("SELECT kind, keys FROM import_sets WHERE audit = ? AND change = 'added'", [audit]).fetchall()
+    for kind, keys in sets:
+        if kind != "domain":
+            width = 5 if kind == "ip4" else 17
+            chunks = [keys[i:i + width] for i in range(0, len(keys), width)]
+            assert chunks == sorted(set(chunks)) and 0 < len(chunks) <= 3
     assert about["replace"] is replace
 
 

@@ -36,11 +36,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Iterator
 
 from rbl.addresses import DOMAIN, IP4, IP6, Subject, parse_domain, parse_subject
 from rbl.errors import ImportFormatError, SubjectError
-from rbl.store.listings import Entry
+from rbl.store.listings import Entry, staged
 
 FORMATS: tuple[str, ...] = ("plain", "rbldnsd", "spamhaus-drop", "firehol", "ipsum")
 
@@ -559,6 +560,40 @@ def read_entries(path: str, fmt: str | None = None) -> Iterator[Entry]:
         except OSError as exc:
             raise ImportFormatError(f"cannot read the file: {exc.strerror or exc}", path, 0) from None
     return _read(path, _PARSERS[fmt]())
+
+
+def read_rows(path: str, fmt: str | None = None) -> Iterator[tuple]:
+    """:func:`read_entries` as rows for :meth:`~rbl.store.listings.ListingStore.import_rows`.
+
+    A plain or FireHOL line that is one IPv4 address, canonical, takes a fast path:
+    ``inet_pton`` is strict (four decimal octets, no leading zeros), so what it accepts
+    is exactly what the line parser would read, and the token is its canonical text.
+    Every other line goes through the format's parser, errors and all.
+    """
+    path = os.fspath(path)
+    if fmt is None:
+        fmt = guess_format(path)
+    entries = read_entries(path, fmt)  # checks the format and that the file opens
+    if _PARSERS.get(fmt) is not _Plain:
+        return map(staged, entries)
+    return _plain_rows(path, _Plain())
+
+
+def _plain_rows(path: str, parser: _Plain) -> Iterator[tuple]:
+    pton, family = socket.inet_pton, socket.AF_INET
+    for n, text in _lines(path):
+        tok = text.strip()
+        try:
+            packed = pton(family, tok)
+        except (OSError, ValueError):  # not one canonical IPv4 address: the parser says what it is
+            try:
+                entry = parser.line(text, n)
+            except (_LineError, SubjectError) as exc:
+                raise ImportFormatError(str(exc), path, n) from None
+            if entry is not None:
+                yield staged(entry)
+            continue
+        yield IP4, packed, 32, tok, 0, None, None, None, None
 
 
 def _read(path: str, parser) -> Iterator[Entry]:

@@ -341,9 +341,13 @@ class ListingStore(Database):
         append_audit(conn, audits)
         return added, len(batch) - added
 
-    def import_entries(
+    def import_entries(self, entries: Iterable[Entry], **kwargs) -> Imported:
+        """:meth:`import_rows` of :class:`Entry` values."""
+        return self.import_rows(map(staged, entries), **kwargs)
+
+    def import_rows(
         self,
-        entries: Iterable[Entry],
+        rows: Iterable[tuple],
         *,
         zone: str,
         actor: str,
@@ -356,7 +360,7 @@ class ListingStore(Database):
         about: dict | None = None,
         bulk_above: int = CHANGES_LIMIT,
     ) -> Imported:
-        """Import a list in one transaction: every entry, or (on any error) none.
+        """Import a list in one transaction: every row (:func:`staged`), or (on any error) none.
 
         With ``replace``, the active listings of ``source`` in ``zone`` are exactly the
         list's afterwards: the ones it lacks are removed. Subjects seen again keep their
@@ -372,14 +376,14 @@ class ListingStore(Database):
             raise StoreError("a replace needs the source whose listings it replaces")
         asked = _Asked(zone, actor, "import", self.clock(), expires, repeat, category, reason, source,
                        keep_hits=replace)
-        entries = iter(entries)
-        first = list(itertools.islice(entries, bulk_above + 1))
+        rows = iter(rows)
+        first = list(itertools.islice(rows, bulk_above + 1))
         with self.transaction() as conn:
             if len(first) <= bulk_above:
-                small = self._small_import(conn, first, asked, replace, bulk_above)
+                small = self._small_import(conn, [_entry(row) for row in first], asked, replace, bulk_above)
                 if small is not None:
                     return small
-            return _BulkImport(self, conn, asked, about or {}).run(itertools.chain(first, entries), replace)
+            return _BulkImport(self, conn, asked, about or {}).run(itertools.chain(first, rows), replace)
 
     def _small_import(self, conn: sqlite3.Connection, entries: list[Entry], asked: _Asked, replace: bool,
                       limit: int) -> Imported | None:
@@ -514,16 +518,13 @@ class _BulkImport:
         self.args = {"zone": asked.zone, "now": epoch(asked.now), "life": life, "category": asked.category,
                      "reason": asked.reason, "source": asked.source, "hit": int(not asked.keep_hits)}
 
-    def run(self, entries: Iterable[Entry], replace: bool) -> Imported:
+    def run(self, rows: Iterable[tuple], replace: bool) -> Imported:
         conn, args = self.conn, self.args
         conn.execute("CREATE TEMP TABLE import_lines (kind TEXT, net BLOB, plen INTEGER, subject TEXT, "
                      "exclude INTEGER, code TEXT, txt TEXT, reason TEXT, hits INTEGER)")
         conn.execute("CREATE TEMP TABLE import_changes (change TEXT, kind TEXT, net BLOB, plen INTEGER, id INTEGER, "
                      "PRIMARY KEY (change, kind, net, plen)) WITHOUT ROWID")
-        count = 0
-        for chunk in _batched(map(_staged, entries), 50_000):
-            conn.executemany("INSERT INTO import_lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk)
-            count += len(chunk)
+        count = self._stage(rows)
         empty = conn.execute("SELECT 1 FROM listings INDEXED BY listings_key WHERE zone = ? LIMIT 1",
                              [args["zone"]]).fetchone() is None
         if empty:
@@ -549,6 +550,51 @@ class _BulkImport:
         for table in ("import_lines", "import_changes", "import_batch"):
             conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
         return Imported(added, refreshed, removed, changed, audit)
+
+    def _stage(self, rows: Iterable[tuple]) -> int:
+        """Rows into import_lines, in order; the number of rows.
+
+        Single IPv4 addresses with nothing else said (most of any big list) go in as
+        one packed blob and one JSON array of their texts per 50,000, which SQLite
+        splits itself (json_each): a fifth of the time of binding them row by row.
+        """
+        conn = self.conn
+        texts: list[str] = []
+        nets: list[bytes] = []
+        other: list[tuple] = []
+        count = 0
+
+        def flush_plain() -> None:
+            conn.execute("INSERT INTO import_lines (kind, net, plen, subject, exclude) "
+                         "SELECT 'ip4', substr(?1, key * 4 + 1, 4), 32, value, 0 FROM json_each(?2)",
+                         [b"".join(nets), json.dumps(texts)])
+            texts.clear()
+            nets.clear()
+
+        def flush_other() -> None:
+            conn.executemany("INSERT INTO import_lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", other)
+            other.clear()
+
+        for row in rows:
+            count += 1
+            if row[2] == 32 and row[0] == IP4 and row[4:] == _NOTHING_SAID:
+                if other:
+                    flush_other()
+                texts.append(row[3])
+                nets.append(row[1])
+                if len(texts) >= 50_000:
+                    flush_plain()
+            else:
+                if texts:
+                    flush_plain()
+                other.append(row)
+                if len(other) >= 50_000:
+                    flush_other()
+        if texts:
+            flush_plain()
+        if other:
+            flush_other()
+        return count
 
     def _insert(self, source: str, where: str = "true") -> str:
         """INSERT of new listings from the staged entries (aliased b): as :func:`_merged` makes them."""
@@ -633,27 +679,44 @@ class _BulkImport:
         a line each), into import_sets rows of at most a million keys each."""
         conn = self.conn
         last: tuple = (b"", -1)
+        # SQLite concatenates (hex, or a domain's text a line each): no Python object per key.
+        packed = "CAST(net AS TEXT) || char(10)" if kind == DOMAIN else "hex(net) || printf('%02X', plen)"
         while True:
-            cursor = conn.execute(
-                f"SELECT net, plen FROM {table} WHERE {where} AND (net, plen) > (?, ?) ORDER BY net, plen LIMIT ?",
-                [*params, *last, 1_000_000])
-            keys = cursor.fetchall()
-            if not keys:
+            blob, count = conn.execute(
+                f"SELECT group_concat(packed, ''), count(*) FROM (SELECT {packed} AS packed, "
+                f"net, plen FROM {table} WHERE {where} AND (net, plen) > (?, ?) ORDER BY net, plen LIMIT ?)",
+                [*params, *last, _SET_SIZE]).fetchone()
+            if not count:
+                return
+            keys = blob.encode() if kind == DOMAIN else bytes.fromhex(blob)
+            conn.execute("INSERT INTO import_sets (audit, zone, change, kind, keys) VALUES (?, ?, ?, ?, ?)",
+                         [audit, self.args["zone"], change, kind, keys])
+            if count < _SET_SIZE:
                 return
             if kind == DOMAIN:
-                blob = b"\n".join(net for net, _ in keys)
+                last = (keys[:-1].rsplit(b"\n", 1)[-1], 0)
             else:
-                blob = b"".join(net + bytes((plen,)) for net, plen in keys)
-            conn.execute("INSERT INTO import_sets (audit, zone, change, kind, keys) VALUES (?, ?, ?, ?, ?)",
-                         [audit, self.args["zone"], change, kind, blob])
-            last = keys[-1]
+                width = 5 if kind == IP4 else 17
+                last = (keys[-width:-1], keys[-1])
 
 
-def _staged(entry: Entry) -> tuple:
-    """An entry as the staging table's row."""
+_SET_SIZE = 1_000_000  # keys in one import_sets row
+_NOTHING_SAID = (0, None, None, None, None)  # exclude, code, txt, reason, hits of a plain listed address
+
+
+def staged(entry: Entry) -> tuple:
+    """An entry as a row of :meth:`ListingStore.import_rows`:
+    (kind, net, plen, subject, exclude, code, txt, reason, hits), the key as :func:`key` makes it."""
     subject = entry.subject
     kind, net, plen = key(subject)
     return kind, net, plen, subject.text, int(entry.exclude), entry.code, entry.txt, entry.reason, entry.hits
+
+
+def _entry(row: tuple) -> Entry:
+    """A :func:`staged` row back as the entry it was made from."""
+    kind, net, plen, text, exclude, code, txt, reason, hits = row
+    subject = parse_subject(text) if kind == DOMAIN else Subject(kind, int.from_bytes(net, "big"), plen)
+    return Entry(subject, bool(exclude), code, txt, reason, hits)
 
 
 def _packed_has(keys: bytes, probe: bytes, kind: str) -> bool:
