@@ -327,10 +327,18 @@ def policy_check(db, policy, zones) -> None:
     Example:
         rbl policy check && rbl serve
     """
+    from rbl.errors import ConfigError
+    from rbl.policy.sources import load_sources
     from rbl.policy.vendors import load_policy
 
     configs = load_zones(zones)
     loaded = load_policy(policy)
+    listed_from = load_sources(policy)
+    origins = {config.origin for config in configs}
+    for source in listed_from:
+        if source.zone is not None and source.zone not in origins:
+            raise ConfigError(f"zone: {source.zone} is not served here (zones: {', '.join(sorted(origins))})",
+                              source.file, 1)
     for warning in loaded.warnings:
         click.echo(f"rbl: warning: {warning}", err=True)
     if loaded.warnings:
@@ -340,7 +348,7 @@ def policy_check(db, policy, zones) -> None:
         counts[item.space] = counts.get(item.space, 0) + 1
     spread = ", ".join(f"{n} {space}" for space, n in sorted(counts.items())) or "no ranges"
     click.echo(f"{policy}: ok: {len(loaded.vendors)} vendors, {spread}; zones: "
-               + ", ".join(f"{z.origin} ({z.serves})" for z in configs))
+               + ", ".join(f"{z.origin} ({z.serves})" for z in configs) + f"; {len(listed_from)} listing sources")
 
 
 @cli.command()
@@ -370,6 +378,53 @@ def explain(db, policy, zones, subject, as_json) -> None:
         raise RblError(f"SUBJECT: {exc}") from None
     click.echo(json.dumps(result, indent=2) if as_json else render(result))
     sys.exit(0 if result["listed"] else 1)
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def sources() -> None:
+    """Mirror upstream lists named in policy/sources/*.yaml.
+
+    \b
+    Example:
+        rbl sources fetch
+    """
+
+
+@sources.command("fetch")
+@locations
+@click.argument("names", nargs=-1, metavar="[NAME...]")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds allowed for each download.")
+def sources_fetch(db, policy, zones, names, timeout) -> None:
+    """Download each source (or those NAMEd) and replace its listings with it.
+
+    The download is parsed before it replaces the last good one; a failed or
+    empty download keeps the last good listings. Exit code 2 if any failed.
+    rbl serve does the same on each source's schedule (``every:``).
+
+    \b
+    Example:
+        rbl sources fetch spamhaus-drop --policy policy/
+    """
+    from rbl.policy.sources import fetch_source, load_sources, replace_from
+
+    known = {source.name: source for source in load_sources(policy)}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise RblError(f"no source {', '.join(unknown)} in {policy}/sources (known: {', '.join(known) or 'none'})")
+    expiry = load_listing_policy(policy).expiry
+    first = _zone(zones, None)
+    failed = 0
+    for source in [known[name] for name in names] if names else known.values():
+        result = asyncio.run(fetch_source(source, db, timeout))
+        done = replace_from(source, db, first, expiry, result)
+        if done is None:
+            failed += 1
+            click.echo(f"{source.name}: failed: {result.detail}; the last good listings stay", err=True)
+            continue
+        click.echo(f"{source.name}: {result.status} ({result.detail}): {done.added} added, {done.refreshed} "
+                   f"refreshed, {done.removed} removed")
+    sys.exit(2 if failed else 0)
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)

@@ -10,6 +10,7 @@ with the policy's and the zone's code names, only when shown.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,6 +104,9 @@ class Metrics:
         self.compiles: Counter = Counter()  # kind (full, patch) -> count
         self.compile_seconds: dict[str, float] = {}  # kind -> the last one's seconds
         self.compile_failures = 0
+        self.sources: Counter = Counter()  # (source, status: updated, unchanged, failed) -> fetches
+        self.source_listings: dict[str, int] = {}  # source -> listings after its last good replace
+        self.source_success: dict[str, float] = {}  # source -> when it last replaced its listings
 
     # -- fed by the worker pool ----------------------------------------------------
 
@@ -125,6 +129,13 @@ class Metrics:
     def compiled(self, kind: str, seconds: float) -> None:
         self.compiles[kind] += 1
         self.compile_seconds[kind] = seconds
+
+    def source_fetched(self, source: str, status: str, listings: int | None = None) -> None:
+        """One scheduled fetch of a listing source; ``listings`` after a good replace."""
+        self.sources[(source, status)] += 1
+        if status != "failed" and listings is not None:
+            self.source_listings[source] = listings
+            self.source_success[source] = time.time()
 
     def evidence_answered(self, status: int, reason: str, items: int = 0) -> None:
         """One ``POST /v1/evidence``: accepted (2xx, with the items newly stored) or rejected."""
@@ -161,6 +172,14 @@ class Metrics:
                     if kind in self.compile_seconds]),
             Family("rbl_snapshot_compile_failures_total", "counter",
                    "Snapshots that failed to build (the one being served stays).", [({}, self.compile_failures)]),
+            Family("rbl_source_fetches_total", "counter",
+                   "Scheduled fetches of listing sources, by source and status (failed: the last good listings stay).",
+                   [({"source": name, "status": status}, count) for (name, status), count in sorted(self.sources.items())]),
+            Family("rbl_source_listings", "gauge", "Listings of each source after its last good replace.",
+                   [({"source": name}, count) for name, count in sorted(self.source_listings.items())]),
+            Family("rbl_source_success_timestamp_seconds", "gauge",
+                   "When each listing source last replaced its listings, in seconds since the epoch.",
+                   [({"source": name}, at) for name, at in sorted(self.source_success.items())]),
         ]
         if snapshot is not None:
             families += [

@@ -16,15 +16,19 @@ import logging
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 from rbl.dns.pool import WorkerPool
 from rbl.dns.server import bind_pair
 from rbl.errors import RblError
 from rbl.metrics import Metrics
+from rbl.policy.listing import load_listing_policy
+from rbl.policy.sources import Source, fetch_source, load_sources, replace_from
 from rbl.store import ListingStore
 from rbl.transfer.publish import TransferPublisher
 from rbl.transfer.versions import TRANSFER_FOLDER
+from rbl.zone.config import load_zones
 from rbl.zone.snapshot import Snapshot
 from rbl.zone.snapshot_file import write_snapshot
 from rbl.zone.source import SnapshotSource
@@ -44,6 +48,7 @@ class Primary:
 
     def __init__(self, db: str, policy: str, zones: str):
         self.db_path = db
+        self.policy_path, self.zones_path = policy, zones
         self.source = SnapshotSource(db, policy, zones)
         self.metrics = Metrics()
         self.publisher: TransferPublisher | None = None
@@ -93,6 +98,45 @@ class Primary:
             for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
                 old.unlink(missing_ok=True)
 
+    async def mirror(self) -> None:
+        """Fetch each listing source (policy/sources/) on its schedule and replace its listings.
+
+        The files are read again every tick, so a new or edited source needs no restart;
+        a broken one keeps the last good list of sources.
+        """
+        due: dict[str, float] = {}
+        sources: list[Source] = []
+        while True:
+            try:
+                sources = load_sources(self.policy_path)
+            except RblError as exc:
+                log.error("listing sources: keeping the last good ones: %s", exc)
+            for source in sources:
+                if due.get(source.name, 0.0) <= time.monotonic():
+                    due[source.name] = time.monotonic() + source.every.total_seconds()
+                    await self._mirror_one(source)
+            await asyncio.sleep(0.2)
+
+    async def _mirror_one(self, source: Source) -> None:
+        try:
+            result = await fetch_source(source, self.db_path)
+            zone = load_zones(self.zones_path)[0].origin
+            expiry = load_listing_policy(self.policy_path).expiry
+            # Off the event loop: a million-line replace takes seconds; DNS and HTTP go on.
+            done = await asyncio.get_running_loop().run_in_executor(
+                None, replace_from, source, self.db_path, zone, expiry, result)
+        except Exception as exc:  # one source's failure never stops the others or the server
+            self.metrics.source_fetched(source.name, "failed")
+            log.error("source %s: the last good listings stay: %s", source.name, exc)
+            return
+        if done is None:
+            self.metrics.source_fetched(source.name, "failed")
+            log.error("source %s: %s; the last good listings stay", source.name, result.detail)
+            return
+        self.metrics.source_fetched(source.name, result.status, done.added + done.refreshed)
+        log.info("source %s: %s (%s): %d added, %d refreshed, %d removed", source.name, result.status,
+                 result.detail, done.added, done.refreshed, done.removed)
+
     async def run(self, host: str, port: int, workers: int = 1, http: tuple[str, int] | None = None) -> None:
         """Serve until SIGINT or SIGTERM.
 
@@ -129,7 +173,8 @@ class Primary:
                 loop.add_signal_handler(sig, stop.set)
             self.publisher = TransferPublisher(folder / TRANSFER_FOLDER)
             self.publisher.offer(snapshot, path)
-            tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise())]
+            tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise()),
+                     asyncio.create_task(self.mirror())]
             await stop.wait()
             for task in tasks:
                 task.cancel()

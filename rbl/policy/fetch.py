@@ -18,12 +18,13 @@ import asyncio
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-from rbl.errors import ConfigError
+from rbl.errors import RblError
 from rbl.files import replaced
 from rbl.policy.feeds import FEEDS, read_feed
 
@@ -44,6 +45,9 @@ class FetchTarget:
     feed: str
     path: Path
     url: str
+    # Not a range feed (a listing source): parses a body (bytes, where from) and returns its
+    # entry count, raising RblError for a bad one.
+    reader: Callable[[bytes, str], int] | None = None
 
 
 @dataclass
@@ -130,10 +134,23 @@ async def _download(session: aiohttp.ClientSession, target: FetchTarget, headers
 
 async def _fetch(session: aiohttp.ClientSession, target: FetchTarget, timeout: float,
                  max_bytes: int) -> tuple[str, str, int]:
-    feed = FEEDS.get(target.feed)
-    if feed is None:
-        raise _Failed(f"unknown feed {target.feed!r} (known: {', '.join(sorted(FEEDS))})")
     path = Path(target.path)
+    if target.reader is not None:
+        parse = target.reader
+
+        def on_disk() -> int:
+            return target.reader(path.read_bytes(), str(path))
+    else:
+        feed = FEEDS.get(target.feed)
+        if feed is None:
+            raise _Failed(f"unknown feed {target.feed!r} (known: {', '.join(sorted(FEEDS))})")
+
+        def parse(body: bytes, url: str) -> int:
+            return len(feed.parse(body, url))
+
+        def on_disk() -> int:
+            return len(read_feed(target.feed, path))
+
     headers = _conditional_headers(target)
     async with asyncio.timeout(timeout):
         status, body, validators = await _download(session, target, headers, max_bytes)
@@ -142,13 +159,13 @@ async def _fetch(session: aiohttp.ClientSession, target: FetchTarget, timeout: f
         if not headers:
             raise _Failed("HTTP 304 Not Modified, but we asked for the whole file")
         try:
-            entries = await asyncio.to_thread(read_feed, target.feed, path)
-        except ConfigError as exc:
+            entries = await asyncio.to_thread(on_disk)
+        except (RblError, OSError) as exc:
             return UNCHANGED, f"not modified (304); the file on disk does not parse: {exc}", 0
-        return UNCHANGED, "not modified (304)", len(entries)
+        return UNCHANGED, "not modified (304)", entries
 
     # Parse before replace: the parser's verdict on the body decides, not the HTTP status.
-    parsed = await asyncio.to_thread(feed.parse, body, target.url)
+    parsed = await asyncio.to_thread(parse, body, target.url)
     if not parsed:
         raise _Failed(f"the download parsed to 0 entries ({len(body):,} bytes); keeping the last good file")
     try:
@@ -162,13 +179,13 @@ async def _fetch(session: aiohttp.ClientSession, target: FetchTarget, timeout: f
     except OSError as exc:
         raise _Failed(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from None
     if same:
-        return UNCHANGED, f"same content (HTTP {status}), {len(parsed):,} entries", len(parsed)
-    return UPDATED, f"{len(parsed):,} entries", len(parsed)
+        return UNCHANGED, f"same content (HTTP {status}), {parsed:,} entries", parsed
+    return UPDATED, f"{parsed:,} entries", parsed
 
 
 def _reason(exc: BaseException, timeout: float) -> str:
     """A failure in words a person can act on."""
-    if isinstance(exc, (_Failed, ConfigError)):
+    if isinstance(exc, (_Failed, RblError)):
         return str(exc)
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout:g} s"

@@ -104,11 +104,17 @@ class Database:
         try:
             yield conn
             if answers:
-                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+                self.answers_changed(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def answers_changed(conn: sqlite3.Connection) -> None:
+        """Bump the generation inside a transaction opened with ``answers=False`` that turned
+        out to change an answer (evidence that remediated a listing): servers rebuild for it."""
+        conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
 
     def generation(self) -> int:
         return self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]

@@ -63,7 +63,9 @@ class EvidenceStore:
         shared space answer throttle from now on, until the shortened expiry.
         """
         stamp = timestamp(self.store.clock())
-        with self.store.transaction() as conn:
+        # answers=False: most evidence (a retry, an address not listed, dedicated space) changes
+        # no answer and must not cost a new snapshot; a remediated or disputed listing does.
+        with self.store.transaction(answers=False) as conn:
             if idempotency_key is not None:
                 row = conn.execute("SELECT id, body_hash, items FROM submissions WHERE vendor = ? AND idempotency_key = ?",
                                    [vendor, idempotency_key]).fetchone()
@@ -92,9 +94,11 @@ class EvidenceStore:
                 append_audit(conn, [(stamp, actor, "evidence", subject.text, None, record)])
                 if remediation is not None:
                     if item.action == "false_positive":
-                        self._dispute(conn, item, remediation, stamp, actor)
+                        changed = self._dispute(conn, item, remediation, stamp, actor)
                     else:
-                        self._remediate(conn, item, remediation, stamp, actor)
+                        changed = self._remediate(conn, item, remediation, stamp, actor)
+                    if changed:
+                        self.store.answers_changed(conn)
         return Submission(submission, vendor, len(items), ids, False)
 
     def _covered(self, item: EvidenceItem, zones: tuple[str, ...], stamp: str) -> list:
@@ -110,9 +114,11 @@ class EvidenceStore:
             "AND exclude = 0 AND state = 'active' AND (expires_at IS NULL OR expires_at > ?)",
             [*zones, subject.kind, lo, hi, bits, epoch(stamp)])
 
-    def _remediate(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> None:
+    def _remediate(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> int:
         """DESIGN section 4: shared space, evidence accepted for this address: throttle until the
-        shortened expiry (acted_at + expiry.remediated), then gone. Other space is not touched."""
+        shortened expiry (acted_at + expiry.remediated), then gone. Other space is not touched.
+        Returns how many listings it changed."""
+        changed = 0
         acted = timestamp(item.acted_at)
         ends = timestamp(item.acted_at + remediation.lasts)
         for old in self._covered(item, remediation.zones, stamp):
@@ -122,17 +128,24 @@ class EvidenceStore:
             fixed = old.remediated_at is not None and (old.relisted_at is None or old.relisted_at <= old.remediated_at)
             when = min(old.remediated_at, acted) if fixed else acted  # a second report does not make it later
             expires = ends if old.expires_at is None else min(old.expires_at, ends)
+            if (old.code, old.remediated_at, old.expires_at) == ("throttle", when, expires):
+                continue  # the same report again: nothing changes, no snapshot
             conn.execute("UPDATE listings SET code = 'throttle', remediated_at = ?, expires_at = ? WHERE id = ?",
                          [epoch(when), epoch(expires), old.id])
             after = dict(old.as_dict(), code="throttle", remediated_at=when, expires_at=expires)
             append_audit(conn, [(stamp, actor, "remediate", old.subject, old.as_dict(), after)])
+            changed += 1
+        return changed
 
-    def _dispute(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> None:
+    def _dispute(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> int:
         """A false positive report: the case leaves the vendor's score until the operator reviews
-        it; the listing itself stays (only the operator delists)."""
+        it; the listing itself stays (only the operator delists). Returns how many it marked."""
+        changed = 0
         for old in self._covered(item, remediation.zones, stamp):
             if old.disputed_at is not None:
                 continue
             conn.execute("UPDATE listings SET disputed_at = ? WHERE id = ?", [epoch(stamp), old.id])
             after = dict(old.as_dict(), disputed_at=stamp)
             append_audit(conn, [(stamp, actor, "dispute", old.subject, old.as_dict(), after)])
+            changed += 1
+        return changed
