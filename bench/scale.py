@@ -57,7 +57,7 @@ class Sampler:
         return self.peak / 1024, self.peak_tree / 1024
 
 
-def first_answer(peer, name: str, timeout: float = 600) -> float:
+def first_answer(peer, name: str, timeout: float = 900) -> float:
     started = time.perf_counter()
     peer.start()
     while not answered(peer.port, name):
@@ -79,6 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rbl-scale-", dir=ROOT.parent) as tmp:
         work = Path(tmp)
+        work.chmod(0o755)  # rbldnsd refuses root and reads its files as the rbldns user
         started = time.perf_counter()
         data = generate(work, args.ip4, args.cidrs, args.ip6, args.domains, args.seed)
         listings = sum(len(v) for v in data.values())

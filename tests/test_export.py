@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from conftest import Server, Workspace, peer_on_free_port, require_tool, shared_file, stop_process
 from rbl.addresses import reverse_name
 from rbl.policy.listing import ListingPolicy
-from rbl.zone.records import TextRecord as Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs, zone_records
+from rbl.zone.records import (TextRecord as Record, cidr_split, cidrs, domain_nodes, ip4_runs, ip6_runs,
+                              zone_data_records, zone_data_segments, zone_records)
 from rbl.zone.compile import compile_zone
 from rbl.zone.snapshot import NODATA, NXDOMAIN, Snapshot
 from test_oracle_rbldnsd import Rbldnsd, question_wire, read_zone
@@ -722,6 +723,26 @@ def test_ipv4_mapped_names_can_be_left_to_the_test_point(workspace, tmp_path):
     lean_names = {line.split("\t")[0] for line in (tmp_path / "lean" / "bl.example.zone").read_text().splitlines()}
     assert {point, listed, f"{point}.cloud"} <= full_names
     assert {n for n in lean_names if "f.f.f.f" in n} == {point, f"{point}.cloud", f"{point}.dkim"}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(cidr4, max_size=14), st.lists(cidr6, max_size=10),
+       st.lists(st.tuples(DOMAIN, st.sampled_from(["", "*.", "."]), st.booleans()), max_size=8),
+       st.booleans(), st.booleans(), st.lists(cidr4, max_size=3))
+def test_segments_are_the_whole_cover_in_pieces(cidrs4, cidrs6, domains, collide, mapped, more):
+    """Transfers render a zone a first-level node at a time (an IPv4 /8, an IPv6 or mapped /4) and
+    keep the pieces no change touched: joined they are the whole cover's records, in order, and a
+    piece whose fingerprint stays has the same records."""
+    zone, _ = build(cidrs4, cidrs6, domains, collide)
+    hole = "excluded.bl.example."
+    segments = list(zone_data_segments(zone, "", mapped, hole))
+    assert [r for seg in segments for r in seg.records()] == list(zone_data_records(zone, "", mapped, hole))
+    assert len({seg.key for seg in segments}) == len(segments)
+    other, _ = build(cidrs4 + more, cidrs6, domains, collide)
+    before = {seg.key: (seg.fingerprint, list(seg.records())) for seg in segments}
+    for seg in zone_data_segments(other, "", mapped, hole):
+        if seg.key in before and seg.fingerprint == before[seg.key][0]:
+            assert list(seg.records()) == before[seg.key][1]
 
 
 def test_a_new_listing_changes_only_its_own_records():

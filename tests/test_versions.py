@@ -3,6 +3,7 @@ a client older than the history gets the whole zone. The records come from a sta
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 from rbl.transfer.rrwire import encode as wire_records, unpack
 from rbl.transfer import history
 from rbl.transfer.history import Step, UP_TO_DATE, WHOLE_ZONE, plan
-from rbl.transfer.versions import INDEX, load_records, question_length, read_chunks, read_index, render
+from rbl.transfer.versions import INDEX, load_records, question_length, read_chunks, read_index, render, version_files
+from rbl.zone.records import Segment
 
 ORIGIN = "bl.example"
 SOA_TYPE = 6
@@ -28,6 +30,18 @@ POOL = [(f"{i}.2.0.192", ttl, "A", code) for i in range(40) for ttl in (2100, 30
 POOL += [(f"{i}.2.0.192", 2100, "TXT", f'"Listed: 192.0.2.{i}"') for i in range(40)]
 POOL += [("*.3.0.192", 2100, "A", "127.0.0.3"), ("example.com", 2100, "A", "127.0.2.2"),
          ("@", 86400, "NS", "ns1.bl.example."), ("ns1", 86400, "A", "127.0.0.1")]
+
+
+def segments(records: list) -> list[Segment]:
+    """The SOA alone, then the records in segments by their name's first character (as the zone's
+    segments are by first-level node), each fingerprinted by its content."""
+    groups: dict[str, list] = {}
+    for record in records[1:]:
+        groups.setdefault(record[0][0], []).append(record)
+    out = [Segment("soa", hashlib.blake2b(repr(records[0]).encode()).digest(), lambda: iter(records[:1]))]
+    for key, group in groups.items():
+        out.append(Segment(key, hashlib.blake2b(repr((key, group)).encode()).digest(), lambda group=group: iter(group)))
+    return out
 
 
 def split_step(records: list) -> tuple[int, int, set, set]:
@@ -59,16 +73,19 @@ def test_applying_the_steps_to_any_old_version_gives_the_newest(base, toggles, k
         serial = 2**32 - 3  # the serials wrap around 2**32 on the way (RFC 1982)
         for chosen in versions:
             serial = (serial + gap) % 2**32
-            version = [POOL[i] for i in sorted(chosen)]
-            index = render([soa(serial), *version], ORIGIN, folder, keep)
+            parts = segments([soa(serial), *(POOL[i] for i in sorted(chosen))])
+            version = [r for part in parts[1:] for r in part.records()]
+            index = render(parts, ORIGIN, folder, keep)
             serials.append(serial)
             contents.append(version)
             assert index["serial"] == serial and index["records"] == len(version)
         zone_dir = folder / ORIGIN
         index = read_index(zone_dir)
         # The whole zone as sent: SOA, the records in order, SOA.
-        with open(zone_dir / index["axfr"], "rb") as f:
-            sent = [r for body, count in read_chunks(f) for r in unpack(body, count, question_length(ORIGIN), 2)]
+        sent = []
+        for path in version_files(zone_dir, index):
+            with open(path, "rb") as f:
+                sent += [r for body, count in read_chunks(f) for r in unpack(body, count, question_length(ORIGIN), 2)]
         assert sent == list(wire_records([soa(serials[-1]), *contents[-1], soa(serials[-1])]))
         steps = [Step(**s) for s in index["steps"]]
         assert len(steps) == min(keep, len(versions) - 1)
@@ -89,9 +106,10 @@ def test_applying_the_steps_to_any_old_version_gives_the_newest(base, toggles, k
                 have = history.apply(have, deleted, added)
                 at = end
             assert at == serials[-1] and have == as_wire(contents[-1])
-        # Files no index names are gone: two versions' whole zones at most, the kept steps.
+        # Files no index names are gone: two versions' parts at most, the kept steps.
         names = {p.name for p in zone_dir.iterdir()}
-        assert len([n for n in names if n.endswith(".axfr")]) <= 2
+        assert len([n for n in names if n.endswith(".soa")]) <= 2
+        assert len([n for n in names if n.endswith(".part")]) <= 2 * len({r[0][0] for r in POOL})
         assert {s.file for s in steps} <= names and len([n for n in names if n.endswith(".ixfr")]) <= keep + 1
     finally:
         shutil.rmtree(folder)
@@ -128,19 +146,19 @@ def test_serial_arithmetic_wraps():
 
 
 def test_a_serial_that_goes_back_starts_the_history_afresh(tmp_path):
-    render([soa(100), *POOL[:10]], ORIGIN, tmp_path, 8)
-    render([soa(101), *POOL[:11]], ORIGIN, tmp_path, 8)
+    render(segments([soa(100), *POOL[:10]]), ORIGIN, tmp_path, 8)
+    render(segments([soa(101), *POOL[:11]]), ORIGIN, tmp_path, 8)
     assert len(read_index(tmp_path / ORIGIN)["steps"]) == 1
-    render([soa(50), *POOL[:12]], ORIGIN, tmp_path, 8)  # a store restored from an old backup
+    render(segments([soa(50), *POOL[:12]]), ORIGIN, tmp_path, 8)  # a store restored from an old backup
     index = read_index(tmp_path / ORIGIN)
     assert index["serial"] == 50 and index["steps"] == []
     assert (tmp_path / ORIGIN / INDEX).stat().st_mode & 0o077 == 0  # it may be read by its owner only
 
 
 def test_a_change_as_big_as_the_zone_builds_no_step(tmp_path):
-    render([soa(1), *POOL[:10]], ORIGIN, tmp_path, 8)
-    render([soa(2), *POOL[:12]], ORIGIN, tmp_path, 8)
+    render(segments([soa(1), *POOL[:10]]), ORIGIN, tmp_path, 8)
+    render(segments([soa(2), *POOL[:12]]), ORIGIN, tmp_path, 8)
     assert len(read_index(tmp_path / ORIGIN)["steps"]) == 1
-    render([soa(3), *POOL[20:32]], ORIGIN, tmp_path, 8)  # every record changed: the zone is the smaller
+    render(segments([soa(3), *POOL[20:32]]), ORIGIN, tmp_path, 8)  # every record changed: the zone is the smaller
     index = read_index(tmp_path / ORIGIN)
     assert index["steps"] == [] and plan([], 3, 2, index["axfr_bytes"]) == WHOLE_ZONE

@@ -39,7 +39,7 @@ from rbl.transfer import history
 from rbl.transfer import tsig as tsiglib
 from rbl.transfer.message import Message, read_message, set_soa_serial, soa_serial
 from rbl.transfer.rrwire import WireRecord, pack_all
-from rbl.transfer.versions import INDEX, SETTINGS, load_records, read_chunks, version_soa
+from rbl.transfer.versions import INDEX, SETTINGS, load_records, open_version, read_chunks, version_soa
 from rbl.zone.config import TransferConfig, TsigKey
 
 log = logging.getLogger("rbl.transfer")
@@ -337,13 +337,17 @@ def _whole_zone(data: bytes, message: Message, files: ZoneFiles, signer: tsiglib
     """The newest version's bodies, as they were rendered."""
     opt = _opt(data, message)
     try:
-        f = open(files.folder / files.index["axfr"], "rb")
+        handles = open_version(files.folder, files.index)
     except FileNotFoundError:
         # Replaced since the index was read (twice the render time ago): read the newest.
-        f = open(files.folder / json.loads((files.folder / INDEX).read_text())["axfr"], "rb")
-    with f:
-        for body, count in read_chunks(f):
-            yield _frame(data, message, body, count, opt, signer)
+        handles = open_version(files.folder, json.loads((files.folder / INDEX).read_text()))
+    try:
+        for f in handles:
+            for body, count in read_chunks(f):
+                yield _frame(data, message, body, count, opt, signer)
+    finally:
+        for f in handles:
+            f.close()
 
 
 def _bodies(data: bytes, message: Message, records: list[WireRecord], origin: str,

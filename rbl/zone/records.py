@@ -25,9 +25,10 @@ address asked about, and names below a wildcard that are not addresses
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import product
 from typing import NamedTuple
@@ -507,6 +508,11 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
     mapped_runs = ip4 if mapped else _test_point_runs(*ip4)
     yield from _cover_records(tree_cover(*mapped_runs, IP4_BITS, 4), rdata, ttl, "." + MAPPED_PATH + suffix,
                               _nibble_path, _mapped_subject, hole)
+    yield from _domain_records(zone, suffix, ttl, hole, rdata, skip)
+
+
+def _domain_records(zone: ZoneSnapshot, suffix: str, ttl: int, hole: TextRecord, rdata: _Rdata,
+                    skip: tuple[str, ...]) -> Iterator[TextRecord]:
     for node in domain_nodes(zone):
         if any(node.name == s or node.name.endswith("." + s) for s in skip):
             continue
@@ -521,27 +527,138 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
             yield from rdata.records("*." + name, ttl, node.below, node.name)
 
 
-def zone_records(snapshot: Snapshot, origin: str, mapped: bool | None = None) -> Iterator[TextRecord]:
-    """Every record of the zone ``origin`` and its sub-zones, apex first; names relative to it.
+# -- segments: the records in independent pieces, each with a fingerprint -------------
 
-    The apex holds the SOA (serial: the snapshot's), NS and in-zone glue;
-    sub-zones are plain names below it, as rbl serves them under the parent's SOA.
-    ``mapped`` (default: the zone's ``export: ipv4_mapped`` setting): write
-    ::ffff:a.b.c.d names from the IPv4 data, as rbl answers them.
+
+class Segment(NamedTuple):
+    """Consecutive records of a zone that depend on nothing outside ``fingerprint``'s input.
+
+    Two segments with the same key and fingerprint have the same records, so a
+    transfer version reuses the pieces of the one before that no change touched
+    (see :func:`rbl.transfer.versions.render`) and renders only the others.
     """
+
+    key: str
+    fingerprint: bytes
+    records: Callable[[], Iterator[TextRecord]]
+
+
+# Below the root no name carries a wildcard (tree_cover), so the records under one
+# first-level node (an IPv4 /8, an IPv6 or IPv4-mapped /4) depend on that node's runs alone.
+_ANSWER_ID = np.dtype("<u8")
+
+
+def _answer_ids(answers: list[Answer | None]) -> np.ndarray:
+    """A 64-bit digest of each answer's content: runs are fingerprinted by what they answer, not by the
+    answer's index, which a full compile may number afresh."""
+    return np.array([int.from_bytes(hashlib.blake2b(repr((a.codes, a.txt) if a is not None else None).encode(),
+                                                    digest_size=8).digest(), "little") for a in answers],
+                    dtype=_ANSWER_ID)
+
+
+def _node_runs(starts: np.ndarray, values: np.ndarray, lo: int, hi: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The runs with everything outside ``[lo, hi)`` unlisted."""
+    first = int(np.searchsorted(starts, lo, side="right")) - 1
+    last = int(np.searchsorted(starts, hi, side="left"))
+    inner_s, inner_v = starts[first + 1:last], values[first + 1:last]
+    head_s = np.array([0, lo] if lo else [lo], dtype=starts.dtype)
+    head_v = np.array([0, values[first]] if lo else [values[first]], dtype=values.dtype)
+    tail = 1 if hi < 1 << bits else 0
+    return compress(np.concatenate([head_s, inner_s, np.array([hi] * tail, dtype=starts.dtype)]),
+                    np.concatenate([head_v, inner_v, np.zeros(tail, dtype=values.dtype)]))
+
+
+def _fingerprint(context: tuple, *parts: bytes) -> bytes:
+    digest = hashlib.blake2b(repr(context).encode(), digest_size=16)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.digest()
+
+
+def _run_bytes(starts: np.ndarray, values: np.ndarray, ids: np.ndarray, lo: int, hi: int, bits: int) -> bytes:
+    """What a node's records are made of: its breakpoints and what each run answers."""
+    first = int(np.searchsorted(starts, lo, side="right")) - 1
+    last = int(np.searchsorted(starts, hi, side="left"))
+    inner = starts[first + 1:last]
+    if starts.dtype == object:
+        points = b"".join(int(v).to_bytes(bits // 8, "big") for v in inner)
+    else:
+        points = inner.astype("<i8").tobytes()
+    return points + ids[values[first:last].astype(np.int64)].tobytes()
+
+
+def _cover_segments(name: str, starts: np.ndarray, values: np.ndarray, bits: int, width: int, context: tuple,
+                    ids: np.ndarray, emit, shared_depth: int = 0, walk: tuple[int, ...] = ()) -> Iterator[Segment]:
+    """One segment per first-level node that holds a listed run (an unlisted node has no records)."""
+    node_bits = bits - width
+    listed = starts[values != 0]
+    if not len(listed):
+        return
+    ends = np.concatenate([starts[1:], np.array([1 << bits], dtype=starts.dtype)])[values != 0]
+    first, last = listed >> node_bits, (ends - 1) >> node_bits
+    nodes = set(np.unique(np.concatenate([first, last])).tolist())
+    for lo, hi in zip(first[last > first + 1].tolist(), last[last > first + 1].tolist()):
+        nodes.update(range(int(lo), int(hi) + 1))  # a network wider than a node spans all between
+    for node in sorted(nodes):
+        lo, hi = node << node_bits, (node + 1) << node_bits
+
+        def records(lo=lo, hi=hi) -> Iterator[TextRecord]:
+            runs = _node_runs(starts, values, lo, hi, bits)
+            inside = tuple(a for a in walk if lo <= a < hi)
+            yield from emit(tree_cover(*runs, bits, width, shared_depth=shared_depth, walk=inside))
+
+        yield Segment(f"{name}/{node:x}", _fingerprint((name, node, context),
+                                                       _run_bytes(starts, values, ids, lo, hi, bits)), records)
+
+
+def zone_data_segments(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str, skip: tuple[str, ...] = ()
+                       ) -> Iterator[Segment]:
+    """:func:`zone_data_records` in segments, in the same order (its records, joined, are the same)."""
+    config = zone.config
+    ttl = config.ttl
+    hole = TextRecord("", min(config.soa.ttl, config.negative_ttl), "CNAME", holes)
+    rdata = _Rdata(zone.answers)
+    ids = _answer_ids(zone.answers)
+    context = (config.origin, suffix, ttl, hole)
+    ip4 = ip4_runs(zone)
+
+    def emit(path, subject, names_suffix):
+        return lambda cover: _cover_records(cover, rdata, ttl, names_suffix, path, subject, hole)
+
+    yield from _cover_segments(f"{config.origin}/ip4", *ip4, IP4_BITS, 8, context, ids,
+                               emit(_ip4_label_path, _ip4_subject, suffix), shared_depth=3)
+    yield from _cover_segments(f"{config.origin}/ip6", *ip6_runs(zone), IP6_BITS, 4, context, ids,
+                               emit(_nibble_path, _ip6_subject, suffix), shared_depth=3, walk=(MAPPED_LO,))
+    mapped_runs = ip4 if mapped else _test_point_runs(*ip4)
+    yield from _cover_segments(f"{config.origin}/mapped", *mapped_runs, IP4_BITS, 4, context, ids,
+                               emit(_nibble_path, _mapped_subject, "." + MAPPED_PATH + suffix))
+    if len(zone.domain_keys) > 1 or (len(zone.domain_values) and zone.domain_values[0]):
+        keys = b"\0".join(zone.domain_keys)
+        values = ids[np.array(zone.domain_values, dtype=np.int64)].tobytes()
+        yield Segment(f"{config.origin}/domains", _fingerprint(("domains", context, skip), keys, values),
+                      lambda: _domain_records(zone, suffix, ttl, hole, rdata, skip))
+
+
+def zone_segments(snapshot: Snapshot, origin: str, mapped: bool | None = None) -> Iterator[Segment]:
+    """:func:`zone_records` in segments: the SOA alone first (key ``soa``), then the apex's NS and
+    glue, then each zone's data in first-level nodes."""
     zones = [z for z in snapshot.zones.values() if z.config.origin == origin or z.config.apex == origin]
     apex = next(z for z in zones if z.config.origin == origin)
     config = apex.config
     if mapped is None:
         mapped = config.export_ipv4_mapped
     soa = config.soa
-    yield TextRecord("@", soa.ttl, "SOA", f"{soa.mname}. {soa.rname}. {snapshot.serial} {soa.refresh} {soa.retry} "
-                                      f"{soa.expire} {config.negative_ttl}")
-    for host in config.ns:
-        yield TextRecord("@", config.ns_ttl, "NS", host + ".")
+    soa_record = TextRecord("@", soa.ttl, "SOA", f"{soa.mname}. {soa.rname}. {snapshot.serial} {soa.refresh} "
+                                                 f"{soa.retry} {soa.expire} {config.negative_ttl}")
+    yield Segment("soa", _fingerprint(("soa", soa_record)), lambda: iter([soa_record]))
+    head = [TextRecord("@", config.ns_ttl, "NS", host + ".") for host in config.ns]
     for host in config.ns:
         for address in config.glue.get(host, ()):
-            yield TextRecord(host[: -len(origin) - 1], config.ns_ttl, "AAAA" if ":" in address else "A", address)
+            head.append(TextRecord(host[: -len(origin) - 1], config.ns_ttl, "AAAA" if ":" in address else "A",
+                                   address))
+    if head:
+        yield Segment("apex", _fingerprint(("apex", head)), lambda: iter(head))
     subs = sorted(z.config.origin[: -len(origin) - 1] for z in zones if z.config.apex)
     hole = HOLE_LABEL
     while hole in subs or f"{hole}.{origin}" in config.glue:
@@ -550,4 +667,16 @@ def zone_records(snapshot: Snapshot, origin: str, mapped: bool | None = None) ->
         relative = zone.config.origin[: -len(origin) - 1] if zone.config.apex else ""
         suffix = "." + relative if relative else ""
         skip = tuple(s for s in subs if not relative)
-        yield from zone_data_records(zone, suffix, mapped, f"{hole}.{origin}.", skip)
+        yield from zone_data_segments(zone, suffix, mapped, f"{hole}.{origin}.", skip)
+
+
+def zone_records(snapshot: Snapshot, origin: str, mapped: bool | None = None) -> Iterator[TextRecord]:
+    """Every record of the zone ``origin`` and its sub-zones, apex first; names relative to it.
+
+    The apex holds the SOA (serial: the snapshot's), NS and in-zone glue;
+    sub-zones are plain names below it, as rbl serves them under the parent's SOA.
+    ``mapped`` (default: the zone's ``export: ipv4_mapped`` setting): write
+    ::ffff:a.b.c.d names from the IPv4 data, as rbl answers them.
+    """
+    for segment in zone_segments(snapshot, origin, mapped):
+        yield from segment.records()
