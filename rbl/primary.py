@@ -7,12 +7,19 @@ the newest file and answer DNS on one shared port; zone transfers get their
 versions from it (:class:`~rbl.transfer.publish.TransferPublisher`); the HTTP
 API answers from the store and the current snapshot. A snapshot that fails to
 build is never written, so workers keep answering from the last good one.
+
+Snapshots and transfer versions live beside the store (``STORE.serve/``), so a
+restart answers from the last snapshot at once when nothing changed meanwhile,
+and secondaries that were current get an IXFR of the first new serial.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -27,16 +34,18 @@ from rbl.policy.listing import load_listing_policy
 from rbl.policy.sources import Source, fetch_source, load_sources, replace_from
 from rbl.store import ListingStore
 from rbl.transfer.publish import TransferPublisher
-from rbl.transfer.versions import TRANSFER_FOLDER
+from rbl.transfer.versions import TRANSFER_FOLDER, write_json
 from rbl.zone.config import load_zones
 from rbl.zone.snapshot import Snapshot
-from rbl.zone.snapshot_file import write_snapshot
+from rbl.zone.snapshot_file import read_snapshot, write_snapshot
 from rbl.zone.source import SnapshotSource
 
 log = logging.getLogger("rbl")
 
 POLL_SECONDS = 0.1  # how often the store is asked whether anything changed (one indexed read)
 KEEP_FILES = 3  # snapshot files kept: a worker may still be opening the one before
+SERVE_SUFFIX = ".serve"  # the serving folder beside the store: STORE.serve/
+KEPT = "kept.json"  # in it: the snapshot served last and what it was built from
 
 
 def _shown(host: str) -> str:
@@ -57,8 +66,15 @@ class Primary:
         snapshot = self.source.build() if full else self.source.update()
         path = folder / f"{snapshot.serial}.snap"
         write_snapshot(snapshot, path)
+        # What it was built from, so the next start knows whether it may answer from it.
+        write_json(folder / KEPT, {"snapshot": path.name, "built_from": self.source.built_from()})
         self.source.served = snapshot
         return snapshot, path
+
+    def _built(self, snapshot: Snapshot) -> None:
+        self.metrics.compiled("full", snapshot.compile_seconds)
+        log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
+                 snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
 
     async def watch(self, folder: Path, workers: WorkerPool) -> None:
         """Rebuild when the store or files change; keep the old snapshot on failure."""
@@ -137,18 +153,82 @@ class Primary:
         log.info("source %s: %s (%s): %d added, %d refreshed, %d removed", source.name, result.status,
                  result.detail, done.added, done.refreshed, done.removed)
 
+    def _serving_folder(self) -> tuple[Path, int | None]:
+        """Where snapshots and transfer versions live: beside the store (``STORE.serve/``), kept across
+        restarts, locked by this process; a temporary folder while another ``rbl serve`` holds it."""
+        folder = Path(f"{self.db_path}{SERVE_SUFFIX}")
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            lock = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("snapshots in a temporary folder, kept by no restart: %s: %s", folder, exc.strerror)
+            return Path(tempfile.mkdtemp(prefix="rbl-snapshots-")), None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            log.warning("another rbl serve keeps its snapshots in %s: this one's go to a temporary folder", folder)
+            return Path(tempfile.mkdtemp(prefix="rbl-snapshots-")), None
+        for stray in (folder / TRANSFER_FOLDER).glob("*.snap"):
+            stray.unlink(missing_ok=True)  # linked for a render a kill interrupted
+        return folder, lock
+
+    def _kept(self, folder: Path) -> tuple[Snapshot, Path] | None:
+        """The snapshot the last run served, when nothing it was built from has changed since: the
+        store, the files, no listing expired (else the first compile comes before any answer)."""
+        try:
+            kept = json.loads((folder / KEPT).read_text())
+            path = folder / kept["snapshot"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not self.source.unchanged_since(kept.get("built_from")):
+            log.info("compiling afresh: the store or the files changed since snapshot %s", path.stem)
+            return None
+        try:
+            return read_snapshot(path), path
+        except RblError as exc:
+            log.warning("compiling afresh, not serving the kept snapshot: %s", exc)
+            return None
+
+    async def _first_compile(self, folder: Path, pool: WorkerPool, stop: asyncio.Event) -> bool:
+        """The first full compile after answering from a kept snapshot, off the event loop;
+        False when told to stop meanwhile."""
+        loop = asyncio.get_running_loop()
+        compiling = loop.run_in_executor(None, self._build_and_write, folder, True)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([compiling, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not compiling.done():
+            await pool.stop()  # nothing answers while the thread finishes: stopping means it
+            await asyncio.gather(compiling, return_exceptions=True)
+            return False
+        snapshot, path = compiling.result()
+        self._built(snapshot)
+        pool.publish(path)
+        self.publisher.offer(snapshot, path)
+        return True
+
     async def run(self, host: str, port: int, workers: int = 1, http: tuple[str, int] | None = None) -> None:
         """Serve until SIGINT or SIGTERM.
 
+        A snapshot kept from the last run is answered from at once, while the
+        first compile runs off the event loop; without one, that compile comes first.
+
         :raises RblError: when the first snapshot cannot be built or a worker fails to start.
         """
-        folder = Path(tempfile.mkdtemp(prefix="rbl-snapshots-"))
+        folder, lock = self._serving_folder()
         runner = http_store = None
+        loop = asyncio.get_running_loop()
         try:
-            snapshot, path = self._build_and_write(folder, full=True)
-            self.metrics.compiled("full", snapshot.compile_seconds)
-            log.info("serving snapshot %d: %d listings in %d zones, compiled in %.3f s",
-                     snapshot.serial, snapshot.listings, len(snapshot.zones), snapshot.compile_seconds)
+            kept = self._kept(folder) if lock is not None else None
+            if kept is None:
+                snapshot, path = self._build_and_write(folder, full=True)
+                self._built(snapshot)
+            else:
+                snapshot, path = kept
+                self.source.served = snapshot
+                log.info("serving the kept snapshot %d (%d listings) while compiling afresh",
+                         snapshot.serial, snapshot.listings)
             if http is not None:
                 # Imported only when served: aiohttp costs a fifth of a second of every start.
                 from rbl.http.app import Served, make_app, start_http
@@ -168,13 +248,14 @@ class Primary:
             # Tests and scripts read the port from this line.
             log.info("DNS on %s:%d (udp, tcp), %d worker%s", _shown(host), bound, workers, "s" * (workers != 1))
             stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             self.publisher = TransferPublisher(folder / TRANSFER_FOLDER)
-            self.publisher.offer(snapshot, path)
-            tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise()),
-                     asyncio.create_task(self.mirror())]
+            self.publisher.offer(snapshot, path)  # a kept one's version is on disk: nothing to render
+            tasks = []
+            if kept is None or await self._first_compile(folder, pool, stop):
+                tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise()),
+                         asyncio.create_task(self.mirror())]
             await stop.wait()
             for task in tasks:
                 task.cancel()
@@ -186,4 +267,7 @@ class Primary:
             if http_store is not None:
                 http_store.close()
             self.source.close()
-            shutil.rmtree(folder, ignore_errors=True)
+            if lock is None:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                os.close(lock)  # the folder stays: the next start answers from its newest snapshot

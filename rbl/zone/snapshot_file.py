@@ -69,11 +69,12 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
         "listings": snapshot.listings, "byteorder": sys.byteorder, "zones": zones,
     }).encode()
     header += b" " * (-len(header) % 8)
-    # Not durable: snapshots live in the primary's temporary folder, which no restart
-    # reads (it compiles afresh), and an fsync holds every change's answer until its
-    # file is on disk (measured: +10 ms for the 16 MiB of 1,000,000 listings, up to 1 s
-    # for 300 MiB); unsynced, a file replaced within seconds mostly never reaches the
-    # disk. The umask's mode: only the primary's workers, the same user, read them.
+    # Not durable: an fsync holds every change's answer until its file is on disk
+    # (measured: +10 ms for the 16 MiB of 1,000,000 listings, up to 1 s for 300 MiB);
+    # unsynced, a file replaced within seconds mostly never reaches the disk. A killed
+    # primary loses nothing (the page cache has it); after a power cut a restart may
+    # answer from a damaged kept snapshot until its first compile (seconds).
+    # The umask's mode: only the primary's workers, the same user, read them.
     with replaced(path, None, durable=False) as f:
         f.write(MAGIC + struct.pack("<Q", len(header)) + header)
         for blob in blobs:

@@ -60,15 +60,32 @@ class SnapshotSource:
         # The policy's files, the feed files it read, and the zone files.
         policy = policy or self._policy
         feeds = policy.files if policy is not None else []
-        files = [*policy_files(self.policy_dir), *feeds, *sorted(Path(self.zones_dir).glob("*.yaml"))]
-        stats = []
-        for path in files:
-            try:
-                st = path.stat()
-                stats.append((str(path), st.st_mtime_ns, st.st_size))
-            except OSError:
-                stats.append((str(path), None, None))
-        return self.store.generation(), tuple(stats)
+        return self.store.generation(), _stats([*self._files(), *feeds])
+
+    def _files(self) -> list[Path]:
+        return [*policy_files(self.policy_dir), *sorted(Path(self.zones_dir).glob("*.yaml"))]
+
+    def built_from(self) -> dict:
+        """What the current snapshot was built from, as JSON: see :meth:`unchanged_since`."""
+        generation, files = self._seen
+        return {"generation": generation, "files": [list(f) for f in files], "next_expiry": self._next_expiry}
+
+    def unchanged_since(self, built_from: dict | None) -> bool:
+        """Whether a snapshot built from ``built_from`` would be built the same now (before any is
+        built here): the same store generation and files, and no listing expired since."""
+        if not isinstance(built_from, dict):
+            return False
+        try:
+            files = tuple(tuple(f) for f in built_from["files"])
+            expiry = built_from["next_expiry"]
+            generation = built_from["generation"]
+        except (KeyError, TypeError):
+            return False
+        if _stats([Path(f[0]) for f in files]) != files or {str(p) for p in self._files()} - {f[0] for f in files}:
+            return False
+        if expiry is not None and timestamp(self.store.clock()) >= expiry:
+            return False
+        return self.store.generation() == generation
 
     def build(self) -> Snapshot:
         """Compile a new snapshot from the files and the store; it becomes :attr:`current`.
@@ -218,6 +235,17 @@ class SnapshotSource:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _stats(paths: list[Path]) -> tuple:
+    stats = []
+    for path in paths:
+        try:
+            st = path.stat()
+            stats.append((str(path), st.st_mtime_ns, st.st_size))
+        except OSError:
+            stats.append((str(path), None, None))
+    return tuple(stats)
 
 
 def vendor_standing(store: ListingStore, zones: list, policy: Policy, now) -> Standing:
