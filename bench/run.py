@@ -179,10 +179,10 @@ class Peer:
 class Rbl(Peer):
     name = "rbl"
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, zones: Path = ROOT / "zones"):
         self.work = work
         self.env = dict(os.environ, RBL_DB=str(work / "rbl.db"), RBL_POLICY=str(ROOT / "policy"),
-                        RBL_ZONES=str(ROOT / "zones"))
+                        RBL_ZONES=str(zones))
         started = time.perf_counter()
         for name in ("ip4.data", "ip6.data", "dom.data"):
             self.rbl("listing", "import", str(work / name), "--format", "rbldnsd", "--expires", "never")

@@ -13,12 +13,16 @@ It writes bench/run.py's data set (rbldnsd ip4trie, ip6trie, dnset files) and pr
 - resident memory of every process: rbl's primary (peak while compiling, sampled),
   its worker, and rbldnsd;
 - qps of each (dnsperf, one worker and rbldnsd pinned to core 0) and the ratio;
-- seconds from ``rbl listing add`` to its answer, and ``rbl export zonefile`` seconds.
+- seconds from ``rbl listing add`` to its answer, and to a Knot secondary's answer
+  (NOTIFY, IXFR), when ``knotd`` is installed;
+- ``rbl export zonefile`` seconds.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -27,8 +31,9 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, arguments
+from common import ROOT, arguments, free_port
 from run import Rbl, Rbldnsd, answered, dnsperf, generate, rss_kib, write_queries
+from transfer import KNOT_CONF, Logged
 
 
 class Sampler:
@@ -92,7 +97,15 @@ def main() -> None:
         rbldnsd_rss = rss_kib(rbldnsd.proc.pid) / 1024
         text_bytes = sum((work / n).stat().st_size for n in ("ip4.data", "ip6.data", "dom.data"))
 
-        rbl = Rbl(work)  # imports the three files
+        # The shipped zones with transfers to a Knot secondary.
+        shutil.copytree(ROOT / "zones", work / "zones")
+        secret = base64.b64encode(os.urandom(32)).decode()
+        (work / "zones" / "xfr.key").write_text(secret + "\n")
+        knot_port = free_port()
+        with open(work / "zones" / "bl.example.yaml", "a") as f:
+            f.write(f"\ntransfer:\n  allow: [127.0.0.0/8]\n  key: {{name: xfr, secret_file: xfr.key}}\n"
+                    f"  secondaries: ['127.0.0.1:{knot_port}']\n")
+        rbl = Rbl(work, work / "zones")  # imports the three files
         store = sum(p.stat().st_size for p in work.glob("rbl.db*"))
         primary = worker = tree = 0.0
         starts = []
@@ -117,6 +130,21 @@ def main() -> None:
                     except OSError:
                         pass
 
+        knotd = shutil.which("knotd") or ("/usr/sbin/knotd" if os.path.exists("/usr/sbin/knotd") else None)
+        knot = None
+        knot_axfr = None
+        if knotd:
+            kdir = work / "knot"
+            (kdir / "db").mkdir(parents=True)
+            (kdir / "zones").mkdir()
+            (kdir / "knot.conf").write_text(KNOT_CONF.format(dir=kdir, port=knot_port, key="xfr", secret=secret,
+                                                             primary=rbl.port, origin="bl.example"))
+            knot = Logged(["taskset", "-c", "1", knotd, "-c", str(kdir / "knot.conf")], path=kdir / "stdout.log")
+            knot.path = kdir / "knot.log"
+            done = knot.wait_for(r"AXFR, incoming, remote [^,]+, finished, ([\d.]+) seconds", 3600)
+            knot_axfr = float(done[1])
+            knot.wait_for(r"zone updated", 600)
+
         ratios = []
         for _ in range(args.rounds):
             ours = dnsperf(rbl.port, work / "queries.txt", args.seconds)["qps"]
@@ -130,6 +158,16 @@ def main() -> None:
         while not answered(rbl.port, name):
             time.sleep(0.01)
         add_seconds = time.perf_counter() - change_started
+        knot_seconds = None
+        if knot is not None:
+            while not answered(knot_port, name):
+                if time.perf_counter() - change_started > 300:
+                    break
+                time.sleep(0.05)
+            else:
+                knot_seconds = time.perf_counter() - change_started
+            knot_ixfr = "IXFR, incoming" in knot.text()
+            knot.stop()
 
         export_started = time.perf_counter()
         rbl.rbl("export", "zonefile", str(work / "export"))
@@ -153,7 +191,11 @@ def main() -> None:
           f"   rounds: {', '.join(f'{r:.2f}' for r in ratios)}")
     print(f"{'listing add to its answer (s)':38}{'':12}{add_seconds:12.2f}")
     print(f"{'export zonefile (s, MiB)':38}{'':12}{export_seconds:12.2f}   {export_bytes / 2**20:.0f} MiB")
-    print("not measured yet: a Knot secondary's answer after a change (bench/transfer.py measures the AXFR/IXFR)")
+    if knot_seconds is not None:
+        print(f"{'listing add to Knot answering (s)':38}{'':12}{knot_seconds:12.2f}   "
+              f"{'by IXFR' if knot_ixfr else 'no IXFR seen'}; Knot's first AXFR {knot_axfr:.1f} s")
+    else:
+        print("Knot: " + ("not installed" if not knotd else "did not answer the change within 300 s"))
 
 
 if __name__ == "__main__":

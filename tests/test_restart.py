@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Server, Workspace, free_port, require_tool
+from rbl.primary import serving_folder
 from test_transfer import KEY_NAME, ORIGIN, SECRET, Knot, logs_of, versions, wait
 
 LISTINGS = 1_000_000
@@ -74,7 +75,7 @@ def test_a_killed_server_answers_from_its_kept_snapshot_and_knot_gets_an_ixfr(bi
         logs = logs_of(server, knot)
         wait(lambda: knot.serial() == versions(server)[-1], 120, "Knot current before the kill", logs)
         old_serial = versions(server)[-1]
-        assert (Path(f"{workspace.db}.serve") / "kept.json").exists()
+        assert (serving_folder(str(workspace.db)) / "kept.json").exists()
 
         workers = children(server.proc.pid)
         os.kill(server.proc.pid, signal.SIGKILL)

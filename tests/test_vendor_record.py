@@ -15,7 +15,7 @@ from rbl.addresses import parse_subject
 from rbl.explain import vendor_cases
 from rbl.policy.evidence import Item
 from rbl.policy.remediation import COOPERATIVE, NEGLIGENT, NEUTRAL, microseconds, score_vendor
-from rbl.policy.standing import vendor_scores
+from rbl.policy.standing import vendor_scores, vendor_spans
 from rbl.policy.vendors import load_policy
 from rbl.store import ListingStore
 from rbl.store.cases import _NO_TIME, NONE, epoch_microseconds
@@ -81,7 +81,7 @@ def test_a_month_of_remediation_in_a_second(tmp_path):
     assert fast["gcp"].tier == NEUTRAL and fast["gcp"].cases == 0
 
 
-histories = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["list", "fix", "dispute"]),
+histories = st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["list", "fix", "dispute"]),
                                st.integers(1, 72)), max_size=25)
 
 
@@ -96,7 +96,8 @@ def test_column_scores_agree_with_case_scores_over_random_histories(tmp_path_fac
     token = TokenStore(store).create("vendor", A, "test")[0].id
     for step, (which, action, hours) in enumerate(history):
         clock[0] += hours * HOUR
-        address = parse_subject(f"3.5.140.{which}" if which < 3 else f"45.79.0.{which}")
+        # 192.0.2.9 is in no vendor's space: read or not (vendor_spans), it counts for no one.
+        address = parse_subject(f"3.5.140.{which}" if which < 3 else f"45.79.0.{which}" if which == 3 else "192.0.2.9")
         if action == "list":
             store.add([Entry(address)], zone="bl.example", actor="trap", expires=policy.listing.expiry.default,
                       repeat=policy.listing.expiry)
@@ -107,6 +108,9 @@ def test_column_scores_agree_with_case_scores_over_random_histories(tmp_path_fac
     now = clock[0] + days_later * DAY / 4
     columns = store.case_columns(("bl.example",), now - RULES.window, now)
     fast = vendor_scores(columns, policy.classification, policy.listing, now, [A, B])
+    within = store.case_columns(("bl.example",), now - RULES.window, now,
+                                within=vendor_spans(policy.classification, [A, B]))
+    assert vendor_scores(within, policy.classification, policy.listing, now, [A, B]) == fast
     for vendor in (A, B):
         cases, _ = vendor_cases(store, policy.classification, vendor, ("bl.example",), now - RULES.window)
         assert fast[vendor] == score_vendor(vendor, cases, RULES, now)

@@ -36,7 +36,7 @@ from rbl.metrics import CONTENT_TYPE, Metrics
 from rbl.policy.delisting import MAX_LISTED, DelistError, Request, next_steps, parse_close, parse_request
 from rbl.policy.evidence import EvidenceError, parse_items
 from rbl.policy.listing import parse_duration
-from rbl.policy.standing import Standing, open_cases, vendor_scores
+from rbl.policy.standing import Standing, open_cases, vendor_scores, vendor_spans
 from rbl.policy.vendors import Policy
 from rbl.store import ListingStore
 from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed
@@ -380,7 +380,8 @@ def vendor_record(store: ListingStore, policy: Policy, zones: tuple[str, ...], n
     (the oldest thousand) and how many of its listings are active."""
     now = store.clock()
     rules = policy.listing.remediation
-    columns = store.case_columns(zones, now - rules.window, now, active=True)
+    columns = store.case_columns(zones, now - rules.window, now, active=True,
+                                 within=vendor_spans(policy.classification, [name]))
     score = vendor_scores(columns, policy.classification, policy.listing, now, [name])[name]
     cases, active = open_cases(columns, policy.classification, name, now)
     info = policy.vendors[name]

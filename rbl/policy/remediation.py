@@ -141,7 +141,9 @@ def tier_of(score: Fraction | float | None, cases: int, rules: Remediation) -> s
     """The tier for a score and a number of counted cases."""
     if score is None or cases < rules.min_cases:
         return NEUTRAL
-    exact = Fraction(score)
+    # A float score is a Fraction rounded (Score.score): read it back as the decimal it shows,
+    # so that 0.3 stays at the threshold 0.3 (its binary value, 0.29999..., is below it).
+    exact = score if isinstance(score, Fraction) else Fraction(repr(float(score)))
     if exact >= _threshold(rules.cooperative):
         return COOPERATIVE
     if exact < _threshold(rules.negligent):

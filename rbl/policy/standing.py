@@ -49,6 +49,26 @@ def range_ids(classification: Classification, kind: str, addresses: np.ndarray) 
     return ids[np.searchsorted(starts, addresses, side="right") - 1]
 
 
+def vendor_spans(classification: Classification, vendors: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """Per family, the address spans (first, last; sorted, disjoint) decided by a range of one of
+    ``vendors``: the only addresses whose cases :func:`vendor_scores` counts."""
+    wanted = set(vendors)
+    owned = np.array([False] + [r.vendor in wanted for r in classification.ranges[1:]], dtype=bool)
+    out: dict[str, list[tuple[int, int]]] = {}
+    for kind, bits in BITS.items():
+        starts, ids = classification.starts[kind], classification.ids[kind]
+        spans: list[tuple[int, int]] = []
+        for i in np.flatnonzero(owned[ids]).tolist() if len(ids) else []:
+            lo = int(starts[i])
+            hi = int(starts[i + 1]) - 1 if i + 1 < len(starts) else (1 << bits) - 1
+            if spans and spans[-1][1] + 1 == lo:
+                spans[-1] = (spans[-1][0], hi)  # runs of two ranges side by side: one scan
+            else:
+                spans.append((lo, hi))
+        out[kind] = spans
+    return out
+
+
 def vendor_scores(columns: list[CaseColumns], classification: Classification, policy: ListingPolicy,
                   now: dt.datetime, vendors: list[str]) -> dict[str, Score]:
     """Every vendor's score and tier at ``now`` from its cases."""

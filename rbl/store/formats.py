@@ -574,9 +574,11 @@ def read_rows(path: str, fmt: str | None = None) -> Iterator[tuple]:
     if fmt is None:
         fmt = guess_format(path)
     entries = read_entries(path, fmt)  # checks the format and that the file opens
-    if _PARSERS.get(fmt) is not _Plain:
-        return map(staged, entries)
-    return _plain_rows(path, _Plain())
+    if _PARSERS.get(fmt) is _Plain:
+        return _plain_rows(path, _Plain())
+    if _PARSERS.get(fmt) is _Rbldnsd:
+        return _rbldnsd_rows(path, _Rbldnsd())
+    return map(staged, entries)
 
 
 def _plain_rows(path: str, parser: _Plain) -> Iterator[tuple]:
@@ -594,6 +596,40 @@ def _plain_rows(path: str, parser: _Plain) -> Iterator[tuple]:
                 yield staged(entry)
             continue
         yield IP4, packed, 32, tok, 0, None, None, None, None
+
+
+def _rbldnsd_rows(path: str, parser: _Rbldnsd) -> Iterator[tuple]:
+    """rbldnsd lines as rows; a line that is one canonical IPv4 address gets the row the parser
+    gave the last such line, until a ``$`` or ``:`` line changes what the parser would say."""
+    pton, family = socket.inet_pton, socket.AF_INET
+    tail = None  # what a bare address answers under the current defaults and dataset
+    for n, text in _lines(path):
+        tok = text.strip()
+        if tail is not None:
+            try:
+                yield (IP4, pton(family, tok), 32, tok, *tail)
+                continue
+            except (OSError, ValueError):
+                pass
+        try:
+            result = parser.line(text, n)
+        except (_LineError, SubjectError) as exc:
+            raise ImportFormatError(str(exc), path, n) from None
+        if tok[:1] in ("$", ":"):
+            tail = None
+        if result is None:
+            continue
+        if result.__class__ is list:
+            yield from map(staged, result)
+            continue
+        row = staged(result)
+        yield row
+        if tail is None and row[0] == IP4 and row[2] == 32 and row[3] == tok:
+            try:
+                pton(family, tok)
+            except (OSError, ValueError):
+                continue
+            tail = row[4:]
 
 
 def _read(path: str, parser) -> Iterator[Entry]:

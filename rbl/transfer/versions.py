@@ -194,7 +194,6 @@ def render(segments: Iterable[Segment], origin: str, folder: Path, keep: int) ->
 
     :raises TransferError: for records that are not a zone (no SOA first) or cannot be encoded.
     """
-    import numpy as np
 
     started = time.perf_counter()
     zone_dir = folder / origin

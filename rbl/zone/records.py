@@ -364,6 +364,26 @@ def tree_cover(starts: np.ndarray, values: np.ndarray, bits: int, width: int, sh
     return Cover(depth_a[order], index_a[order], value_a[order], levels)
 
 
+def _content_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(answer index -> rank, rank -> answer index), ranks ordered by the answers' content
+    (:func:`_answer_ids`; 0, unlisted, stays 0)."""
+    back = np.concatenate([[0], np.argsort(ids[1:], kind="stable") + 1]).astype(np.int64)
+    forward = np.zeros(len(back), dtype=np.int64)
+    forward[back] = np.arange(len(back))
+    return forward, back
+
+
+def content_cover(order: tuple[np.ndarray, np.ndarray], starts: np.ndarray, values: np.ndarray, *args, **kwargs
+                  ) -> Cover:
+    """:func:`tree_cover` with ties between answers broken by their content, not their numbers,
+    which a full compile may give out afresh: the same runs answering the same get the same
+    records, so a transfer part no change touched is the part a fresh render would write."""
+    forward, back = order
+    cover = tree_cover(starts, forward[values], *args, **kwargs)
+    value = np.where(cover.value >= 0, back[np.maximum(cover.value, 0)], cover.value)
+    return Cover(cover.depth, cover.index, value, cover.levels)
+
+
 def _majority(rank: np.ndarray, vals: np.ndarray, counts: np.ndarray, nodes: int) -> np.ndarray:
     """Per node: the wildcard's answer that leaves the fewest names to write, 0 for none.
 
@@ -401,6 +421,19 @@ def txt_rdata(text: str) -> str:
     return " ".join('"' + "".join(_TXT_ESCAPE[b] for b in chunk) + '"' for chunk in chunks)
 
 
+_LONGEST_SUBJECT = len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128")
+
+
+def _plain_parts(parts: tuple[str, ...]) -> tuple[str, ...] | None:
+    """``parts`` with a quote before the first and after the last, when every TXT made of them
+    and a subject is a single unescaped string (else None: :func:`txt_rdata` decides each)."""
+    joined = "".join(parts)
+    longest = len(joined) + _LONGEST_SUBJECT * (len(parts) - 1)
+    if longest > 255 or not (joined.isascii() and joined.isprintable()) or '"' in joined or "\\" in joined:
+        return None
+    return ('"' + parts[0], *parts[1:-1], parts[-1] + '"') if len(parts) > 1 else ('"' + parts[0] + '"',)
+
+
 _TXT_ESCAPE = [chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\{b:03d}" for b in range(256)]
 _TXT_ESCAPE[0x22], _TXT_ESCAPE[0x5C] = '\\"', "\\\\"
 
@@ -412,6 +445,10 @@ class _Rdata:
         self.answers = answers
         self.a = [list(a.codes) if a is not None else [] for a in answers]
         self.fixed = [txt_rdata(a.txt[0]) if a is not None and a.txt is not None and len(a.txt) == 1 else None
+                      for a in answers]
+        # Templates whose TXT with any address or network in it is one quoted string as it is:
+        # its parts with the quotes added, for the subject to be joined in (see txt_rdata).
+        self.plain = [_plain_parts(a.txt) if a is not None and a.txt is not None and len(a.txt) > 1 else None
                       for a in answers]
 
     def records(self, name: str, ttl: int, value: int, subject: str) -> Iterator[TextRecord]:
@@ -463,19 +500,27 @@ def _mapped_subject(index: int, depth: int) -> str:
 
 def _cover_records(cover: Cover, rdata: _Rdata, ttl: int, suffix: str, path, subject, hole: TextRecord
                    ) -> Iterator[TextRecord]:
-    levels, codes, answers, fixed = cover.levels, rdata.a, rdata.answers, rdata.fixed
+    # The loop millions of records go through: tuple.__new__ makes a TextRecord at half the cost
+    # of calling it, and a template that needs no quoting takes the subject between quotes as is
+    # (an address or network is digits, dots, colons and a slash).
+    levels, codes, answers, fixed, plain = cover.levels, rdata.a, rdata.answers, rdata.fixed, rdata.plain
+    new = tuple.__new__
+    hole_ttl, hole_rtype, hole_rdata = hole.ttl, hole.rtype, hole.rdata
     for depth, index, value in zip(cover.depth.tolist(), cover.index.tolist(), cover.value.tolist()):
         if value == HOLE:
-            yield hole._replace(name=path(index, depth) + suffix)
+            yield new(TextRecord, (path(index, depth) + suffix, hole_ttl, hole_rtype, hole_rdata))
             continue
         name = path(index, depth) + suffix if depth == levels else "*." + path(index, depth) + suffix
         for code in codes[value]:
-            yield TextRecord(name, ttl, "A", code)
+            yield new(TextRecord, (name, ttl, "A", code))
         parts = answers[value].txt
         if parts is not None:
             text = fixed[value]
-            yield TextRecord(name, ttl, "TXT",
-                             text if text is not None else txt_rdata(subject(index, depth).join(parts)))
+            if text is None:
+                quoted = plain[value]
+                text = subject(index, depth).join(quoted) if quoted is not None \
+                    else txt_rdata(subject(index, depth).join(parts))
+            yield new(TextRecord, (name, ttl, "TXT", text))
 
 
 def _test_point_runs(starts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -500,13 +545,15 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
     hole = TextRecord("", min(config.soa.ttl, config.negative_ttl), "CNAME", holes)
     rdata = _Rdata(zone.answers)
     ip4 = ip4_runs(zone)
-    yield from _cover_records(tree_cover(*ip4, IP4_BITS, 8, shared_depth=3), rdata, ttl, suffix,
+    order = _content_order(_answer_ids(zone.answers))
+    yield from _cover_records(content_cover(order, *ip4, IP4_BITS, 8, shared_depth=3), rdata, ttl, suffix,
                               _ip4_label_path, _ip4_subject, hole)
     # The IPv4-mapped subtree is written from the IPv4 data below: never a hole or wildcard's.
-    yield from _cover_records(tree_cover(*ip6_runs(zone), IP6_BITS, 4, shared_depth=3, walk=(MAPPED_LO,)), rdata,
+    yield from _cover_records(content_cover(order, *ip6_runs(zone), IP6_BITS, 4, shared_depth=3, walk=(MAPPED_LO,)),
+                              rdata,
                               ttl, suffix, _nibble_path, _ip6_subject, hole)
     mapped_runs = ip4 if mapped else _test_point_runs(*ip4)
-    yield from _cover_records(tree_cover(*mapped_runs, IP4_BITS, 4), rdata, ttl, "." + MAPPED_PATH + suffix,
+    yield from _cover_records(content_cover(order, *mapped_runs, IP4_BITS, 4), rdata, ttl, "." + MAPPED_PATH + suffix,
                               _nibble_path, _mapped_subject, hole)
     yield from _domain_records(zone, suffix, ttl, hole, rdata, skip)
 
@@ -590,6 +637,7 @@ def _run_bytes(starts: np.ndarray, values: np.ndarray, ids: np.ndarray, lo: int,
 
 def _cover_segments(name: str, starts: np.ndarray, values: np.ndarray, bits: int, width: int, context: tuple,
                     ids: np.ndarray, emit, shared_depth: int = 0, walk: tuple[int, ...] = ()) -> Iterator[Segment]:
+    order = _content_order(ids)
     """One segment per first-level node that holds a listed run (an unlisted node has no records)."""
     node_bits = bits - width
     listed = starts[values != 0]
@@ -606,7 +654,7 @@ def _cover_segments(name: str, starts: np.ndarray, values: np.ndarray, bits: int
         def records(lo=lo, hi=hi) -> Iterator[TextRecord]:
             runs = _node_runs(starts, values, lo, hi, bits)
             inside = tuple(a for a in walk if lo <= a < hi)
-            yield from emit(tree_cover(*runs, bits, width, shared_depth=shared_depth, walk=inside))
+            return emit(content_cover(order, *runs, bits, width, shared_depth=shared_depth, walk=inside))
 
         yield Segment(f"{name}/{node:x}", _fingerprint((name, node, context),
                                                        _run_bytes(starts, values, ids, lo, hi, bits)), records)

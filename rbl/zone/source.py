@@ -18,7 +18,7 @@ from pathlib import Path
 from rbl.addresses import BITS
 from rbl.errors import RblError
 from rbl.policy.remediation import NEGLIGENT
-from rbl.policy.standing import Standing, density_needed, vendor_scores
+from rbl.policy.standing import Standing, density_needed, vendor_scores, vendor_spans
 from rbl.policy.vendors import Policy, load_policy, policy_files
 from rbl.store import ListingStore
 from rbl.store.database import timestamp
@@ -255,6 +255,9 @@ def vendor_standing(store: ListingStore, zones: list, policy: Policy, now) -> St
     timer, at least every REFRESH_SECONDS) scores them again.
     """
     origins = tuple(z.origin for z in zones if z.serves == "listings")
-    columns = store.case_columns(origins, now - policy.listing.remediation.window, now)
-    scores = vendor_scores(columns, policy.classification, policy.listing, now, sorted(policy.vendors))
+    vendors = sorted(policy.vendors)
+    # Only the vendors' space is read: a big list's other millions of addresses are no one's cases.
+    columns = store.case_columns(origins, now - policy.listing.remediation.window, now,
+                                 within=vendor_spans(policy.classification, vendors))
+    scores = vendor_scores(columns, policy.classification, policy.listing, now, vendors)
     return Standing.of(scores, policy.classification)
