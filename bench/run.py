@@ -191,13 +191,18 @@ class Rbl(Peer):
     def rbl(self, *args: str) -> None:
         subprocess.run([sys.executable, "-m", "rbl", *args], env=self.env, check=True, capture_output=True)
 
-    def start(self) -> None:
+    def start(self, log: Path | None = None, http: int | None = None) -> None:
+        """``log``: where the server's log goes (default: nowhere); ``http``: serve HTTP on this port."""
         self.port = free_port()
         started = time.perf_counter()
         # The primary (store, compiler) on core 1 with dnsperf; the one DNS worker inherits
         # core 0 below, so the worker alone is measured against rbldnsd alone.
-        self.proc = subprocess.Popen([sys.executable, "-m", "rbl", "serve", "--workers", "1", "--http", "off", "--dns",
-                                      f"127.0.0.1:{self.port}"], env=self.env, stderr=subprocess.DEVNULL)
+        out = open(log, "a") if log is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen([sys.executable, "-m", "rbl", "serve", "--workers", "1", "--http",
+                                      f"127.0.0.1:{http}" if http else "off", "--dns", f"127.0.0.1:{self.port}"],
+                                     env=self.env, stderr=out)
+        if log is not None:
+            out.close()
         wait_udp(self.port)
         self.start_seconds = time.perf_counter() - started
         subprocess.run(["taskset", "-p", "-c", "1", str(self.proc.pid)], check=True, capture_output=True)

@@ -10,8 +10,9 @@ It writes bench/run.py's data set (rbldnsd ip4trie, ip6trie, dnset files) and pr
 - load: ``rbl listing import`` of the three files, and rbldnsd's start to its first answer;
 - bytes on disk per listing (store and WAL), beside rbldnsd's data files;
 - start to first answer of ``rbl serve``, cold and after a SIGKILL and restart;
-- resident memory of every process: rbl's primary (peak while compiling, sampled),
-  its worker, and rbldnsd;
+- resident memory of every process: rbl's primary and worker (peaks while compiling,
+  sampled), its transfer renderer, and rbldnsd;
+- a full compile's seconds, and the HTTP lookups' latency while it runs;
 - qps of each (dnsperf, one worker and rbldnsd pinned to core 0) and the ratio;
 - seconds from ``rbl listing add`` to its answer, and to a Knot secondary's answer
   (NOTIFY, IXFR), when ``knotd`` is installed;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from common import ROOT, arguments, free_port
@@ -37,10 +40,13 @@ from transfer import KNOT_CONF, Logged
 
 
 class Sampler:
-    """The peak resident memory of a process and its children, sampled every 50 ms."""
+    """Peak resident memory of rbl serve's processes, sampled every 50 ms: the primary, its DNS
+    workers, its transfer renderer (a helper, only where zones transfer), and primary plus
+    workers together (the tree the memory target is about)."""
 
     def __init__(self, pid: int):
-        self.pid, self.peak, self.peak_tree = pid, 0, 0
+        self.pid = pid
+        self.peaks = {"primary": 0, "worker": 0, "renderer": 0, "tree": 0}
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -50,16 +56,44 @@ class Sampler:
             try:
                 own = rss_kib(self.pid)
                 children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-                tree = own + sum(rss_kib(int(c)) for c in children)
+                workers = renderer = 0
+                for child in children:
+                    try:
+                        line = Path(f"/proc/{child}/cmdline").read_bytes()
+                        if b"rbl.dns.worker" in line:
+                            workers += rss_kib(int(child))
+                        elif b"rbl.transfer.versions" in line:
+                            renderer = rss_kib(int(child))
+                    except OSError:
+                        continue
             except OSError:
                 break
-            self.peak, self.peak_tree = max(self.peak, own), max(self.peak_tree, tree)
+            for name, value in (("primary", own), ("worker", workers), ("renderer", renderer),
+                                ("tree", own + workers)):
+                self.peaks[name] = max(self.peaks[name], value)
             time.sleep(0.05)
 
-    def stop(self) -> tuple[float, float]:
+    def stop(self) -> dict[str, float]:
         self.done.set()
         self.thread.join(1)
-        return self.peak / 1024, self.peak_tree / 1024
+        return {name: kib / 1024 for name, kib in self.peaks.items()}
+
+
+def compiled(log: Path, after: int = 0) -> int:
+    """How many snapshots the server's log says it compiled (full or patched)."""
+    text = log.read_text() if log.exists() else ""
+    return len(re.findall(r"serving snapshot \d+: \d+ listings", text[after:]))
+
+
+def lookups_while(port: int, busy, subject: str) -> list[float]:
+    """Seconds of each GET /v1/lookup/SUBJECT, one after another, while ``busy()`` holds."""
+    out = []
+    while busy():
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/lookup/{subject}", timeout=30) as reply:
+            reply.read()
+        out.append(time.perf_counter() - started)
+    return out
 
 
 def first_answer(peer, name: str, timeout: float = 900) -> float:
@@ -107,19 +141,23 @@ def main() -> None:
                     f"  secondaries: ['127.0.0.1:{knot_port}']\n")
         rbl = Rbl(work, work / "zones")  # imports the three files
         store = sum(p.stat().st_size for p in work.glob("rbl.db*"))
-        primary = worker = tree = 0.0
+        memory = {"primary": 0.0, "worker": 0.0, "renderer": 0.0, "tree": 0.0}
         starts = []
+        log = work / "serve.log"
+        http_port = free_port()
         for kind in ("cold", "after SIGKILL"):
             proc_started = time.perf_counter()
-            rbl.start()
+            mark = len(log.read_text()) if log.exists() else 0
+            rbl.start(log, http_port)
             sampler = Sampler(rbl.proc.pid)
             while not answered(rbl.port, probe):
                 time.sleep(0.01)
             starts.append((kind, time.perf_counter() - proc_started))
+            while not compiled(log, mark):  # after a restart the first compile follows the first answer
+                time.sleep(0.05)
             time.sleep(1)
-            peak, peak_tree = sampler.stop()
-            primary, tree = max(primary, peak), max(tree, peak_tree)
-            worker = rss_kib(rbl.worker_pid()) / 1024
+            for name, value in sampler.stop().items():
+                memory[name] = max(memory[name], value)
             if kind == "cold":
                 os.kill(rbl.proc.pid, signal.SIGKILL)
                 rbl.proc.wait()
@@ -129,6 +167,17 @@ def main() -> None:
                             os.kill(int(child.parent.name), signal.SIGKILL)
                     except OSError:
                         pass
+        worker = rss_kib(rbl.worker_pid()) / 1024
+        kept = "serving the kept snapshot" in log.read_text()
+
+        # A full compile (a zone file touched) while HTTP lookups go on, one after another.
+        mark = len(log.read_text())
+        os.utime(work / "zones" / "bl.example.yaml")
+        compile_started = time.perf_counter()
+        latencies = lookups_while(http_port, lambda: not compiled(log, mark), "192.0.2.1")
+        full_seconds = time.perf_counter() - compile_started
+        found = re.findall(r"compiled in ([\d.]+) s", log.read_text()[mark:])
+        compile_seconds = float(found[-1]) if found else full_seconds
 
         knotd = shutil.which("knotd") or ("/usr/sbin/knotd" if os.path.exists("/usr/sbin/knotd") else None)
         knot = None
@@ -183,10 +232,19 @@ def main() -> None:
           f"{store / text_bytes:8.1f}")
     for kind, seconds in starts:
         print(f"{'start to first answer, ' + kind + ' (s)':38}{rbldnsd_load:12.2f}{seconds:12.2f}"
-              f"{seconds / rbldnsd_load:8.1f}")
-    print(f"{'memory, the whole tree, peak (MiB)':38}{rbldnsd_rss:12.1f}{tree:12.1f}{tree / rbldnsd_rss:8.1f}")
-    print(f"{'memory, primary peak (MiB)':38}{'':12}{primary:12.1f}")
-    print(f"{'memory, one worker (MiB)':38}{rbldnsd_rss:12.1f}{worker:12.1f}{worker / rbldnsd_rss:8.1f}")
+              f"{seconds / rbldnsd_load:8.1f}" + ("   from the kept snapshot" if kind != "cold" and kept else ""))
+    tree = memory["tree"]
+    print(f"{'memory, primary + worker, peak (MiB)':38}{rbldnsd_rss:12.1f}{tree:12.1f}{tree / rbldnsd_rss:8.1f}")
+    print(f"{'memory, primary peak (MiB)':38}{'':12}{memory['primary']:12.1f}")
+    print(f"{'memory, worker peak / steady (MiB)':38}{rbldnsd_rss:12.1f}{memory['worker']:12.1f}"
+          f"{memory['worker'] / rbldnsd_rss:8.1f}   steady {worker:.1f} ({worker / rbldnsd_rss:.1f}x)")
+    print(f"{'memory, transfer renderer peak (MiB)':38}{'':12}{memory['renderer']:12.1f}")
+    print(f"{'full compile (s)':38}{'':12}{compile_seconds:12.2f}")
+    if latencies:
+        ordered = sorted(latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        print(f"{'HTTP lookup during it, p50/p99/max (ms)':38}{'':12}{statistics.median(ordered) * 1000:12.1f}"
+              f"   p99 {p99 * 1000:.1f}, max {ordered[-1] * 1000:.1f}, {len(ordered)} requests")
     print(f"{'qps ratio, median of ' + str(args.rounds):38}{'':12}{'':12}{statistics.median(ratios):8.2f}"
           f"   rounds: {', '.join(f'{r:.2f}' for r in ratios)}")
     print(f"{'listing add to its answer (s)':38}{'':12}{add_seconds:12.2f}")

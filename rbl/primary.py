@@ -252,7 +252,7 @@ class Primary:
                 self._built(snapshot)
             else:
                 snapshot, path = kept
-                self.source.served = snapshot
+                self.source.adopt(snapshot)
                 log.info("serving the kept snapshot %d (%d listings) while compiling afresh",
                          snapshot.serial, snapshot.listings)
             if http is not None:

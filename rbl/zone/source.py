@@ -113,6 +113,19 @@ class SnapshotSource:
         self.current = snapshot
         return snapshot
 
+    def adopt(self, snapshot: Snapshot) -> None:
+        """Serve a snapshot kept from an earlier run until the first :meth:`build`: the policy,
+        zones and tiers are read now (HTTP answers with them), the listings are not compiled.
+
+        :raises RblError: when the files are wrong (as the first build would).
+        """
+        zones, policy, _good = self._inputs(self._fingerprint()[1])
+        self._zones, self._policy = zones, policy
+        # No generation: stale at once; the files' stats, so the first build reuses this policy.
+        self._seen = (None, self._fingerprint(policy)[1])
+        self.standing = vendor_standing(self.store, zones, policy, self.store.clock())
+        self.served = snapshot
+
     def _inputs(self, files: tuple) -> tuple[list, Policy, bool]:
         """Zones and policy from the files, or the last good ones while the files are broken.
 
