@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="Seconds of each dnsperf run.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--no-mapped", action="store_true",
+                        help="Zones with export: ipv4_mapped: false (half the records a secondary holds).")
+    parser.add_argument("--no-knot", action="store_true", help="No Knot secondary, even when knotd is installed.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rbl-scale-", dir=ROOT.parent) as tmp:
         work = Path(tmp)
@@ -133,6 +136,9 @@ def main() -> None:
 
         # The shipped zones with transfers to a Knot secondary.
         shutil.copytree(ROOT / "zones", work / "zones")
+        if args.no_mapped:
+            zone_file = work / "zones" / "bl.example.yaml"
+            zone_file.write_text(zone_file.read_text().replace("  ipv4_mapped: true", "  ipv4_mapped: false"))
         secret = base64.b64encode(os.urandom(32)).decode()
         (work / "zones" / "xfr.key").write_text(secret + "\n")
         knot_port = free_port()
@@ -180,6 +186,7 @@ def main() -> None:
         compile_seconds = float(found[-1]) if found else full_seconds
 
         knotd = shutil.which("knotd") or ("/usr/sbin/knotd" if os.path.exists("/usr/sbin/knotd") else None)
+        knotd = None if args.no_knot else knotd
         knot = None
         knot_axfr = None
         if knotd:
@@ -216,7 +223,10 @@ def main() -> None:
             else:
                 knot_seconds = time.perf_counter() - change_started
             knot_ixfr = "IXFR, incoming" in knot.text()
+            knot_updates = re.findall(r"zone updated, ([\d.]+) seconds", knot.text())
             knot.stop()
+        versions = re.findall(r"transfer version \d+ of bl\.example: (\d+) records, (\d+) bytes, rendered in "
+                              r"([\d.]+) s", log.read_text())
 
         export_started = time.perf_counter()
         rbl.rbl("export", "zonefile", str(work / "export"))
@@ -249,9 +259,14 @@ def main() -> None:
           f"   rounds: {', '.join(f'{r:.2f}' for r in ratios)}")
     print(f"{'listing add to its answer (s)':38}{'':12}{add_seconds:12.2f}")
     print(f"{'export zonefile (s, MiB)':38}{'':12}{export_seconds:12.2f}   {export_bytes / 2**20:.0f} MiB")
+    if versions:
+        print(f"{'transfer version, first / last (s)':38}{'':12}{float(versions[0][2]):12.2f}   "
+              f"last {float(versions[-1][2]):.2f} s; {int(versions[-1][0]):,} records, "
+              f"{int(versions[-1][1]) / 2**20:.0f} MiB")
     if knot_seconds is not None:
         print(f"{'listing add to Knot answering (s)':38}{'':12}{knot_seconds:12.2f}   "
-              f"{'by IXFR' if knot_ixfr else 'no IXFR seen'}; Knot's first AXFR {knot_axfr:.1f} s")
+              f"{'by IXFR' if knot_ixfr else 'no IXFR seen'}; Knot's first AXFR {knot_axfr:.1f} s, applying "
+              f"the last IXFR {float(knot_updates[-1]) if knot_updates else float('nan'):.1f} s (Knot's log)")
     else:
         print("Knot: " + ("not installed" if not knotd else "did not answer the change within 300 s"))
 

@@ -554,20 +554,23 @@ class _BulkImport:
     def _stage(self, rows: Iterable[tuple]) -> int:
         """Rows into import_lines, in order; the number of rows.
 
-        Single IPv4 addresses with nothing else said (most of any big list) go in as
+        Runs of single IPv4 addresses that say the same after the address (most of
+        any big list: nothing, or an rbldnsd file's default code and TXT) go in as
         one packed blob and one JSON array of their texts per 50,000, which SQLite
-        splits itself (json_each): a fifth of the time of binding them row by row.
+        splits itself (json_each), the rest bound once: a fifth of the time of
+        binding them row by row.
         """
         conn = self.conn
         texts: list[str] = []
         nets: list[bytes] = []
+        tail: tuple | None = None  # what every address of the run says
         other: list[tuple] = []
         count = 0
 
-        def flush_plain() -> None:
-            conn.execute("INSERT INTO import_lines (kind, net, plen, subject, exclude) "
-                         "SELECT 'ip4', substr(?1, key * 4 + 1, 4), 32, value, 0 FROM json_each(?2)",
-                         [b"".join(nets), json.dumps(texts)])
+        def flush_run() -> None:
+            conn.execute("INSERT INTO import_lines (kind, net, plen, subject, exclude, code, txt, reason, hits) "
+                         "SELECT 'ip4', substr(?1, key * 4 + 1, 4), 32, value, ?3, ?4, ?5, ?6, ?7 "
+                         "FROM json_each(?2)", [b"".join(nets), json.dumps(texts), *tail])
             texts.clear()
             nets.clear()
 
@@ -577,21 +580,25 @@ class _BulkImport:
 
         for row in rows:
             count += 1
-            if row[2] == 32 and row[0] == IP4 and row[4:] == _NOTHING_SAID:
+            if row[2] == 32 and row[0] == IP4:
                 if other:
                     flush_other()
+                if row[4:] != tail:
+                    if texts:
+                        flush_run()
+                    tail = row[4:]
                 texts.append(row[3])
                 nets.append(row[1])
                 if len(texts) >= 50_000:
-                    flush_plain()
+                    flush_run()
             else:
                 if texts:
-                    flush_plain()
+                    flush_run()
                 other.append(row)
                 if len(other) >= 50_000:
                     flush_other()
         if texts:
-            flush_plain()
+            flush_run()
         if other:
             flush_other()
         return count
@@ -701,7 +708,6 @@ class _BulkImport:
 
 
 _SET_SIZE = 1_000_000  # keys in one import_sets row
-_NOTHING_SAID = (0, None, None, None, None)  # exclude, code, txt, reason, hits of a plain listed address
 
 
 def staged(entry: Entry) -> tuple:
