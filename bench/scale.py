@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -229,8 +230,12 @@ def main() -> None:
                               r"([\d.]+) s", log.read_text())
 
         export_started = time.perf_counter()
-        rbl.rbl("export", "zonefile", str(work / "export"))
-        export_seconds = time.perf_counter() - export_started
+        try:
+            rbl.rbl("export", "zonefile", str(work / "export"))
+            export_seconds = time.perf_counter() - export_started
+        except subprocess.CalledProcessError as exc:  # the other figures still count
+            print(f"export failed: {exc.stderr.decode(errors='replace')[-2000:]}")
+            export_seconds = float("nan")
         export_bytes = sum(p.stat().st_size for p in (work / "export").rglob("*") if p.is_file())
         rbl.stop()
         rbldnsd.stop()

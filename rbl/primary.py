@@ -278,10 +278,9 @@ class Primary:
                 loop.add_signal_handler(sig, stop.set)
             self.publisher = TransferPublisher(folder / TRANSFER_FOLDER)
             self.publisher.offer(snapshot, path)  # a kept one's version is on disk: nothing to render
-            tasks = []
+            tasks = [asyncio.create_task(pool.supervise())]
             if kept is None or await self._first_compile(folder, pool, stop):
-                tasks = [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(pool.supervise()),
-                         asyncio.create_task(self.mirror())]
+                tasks += [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(self.mirror())]
             await stop.wait()
             for task in tasks:
                 task.cancel()

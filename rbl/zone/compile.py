@@ -172,7 +172,8 @@ def ip6_arrays(starts: list[int]) -> tuple[array, array]:
 
 
 def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=(),
-                 classification: Classification | None = None, standing=None) -> tuple[ZoneSnapshot, int]:
+                 classification: Classification | None = None, standing=None, pieces: int = 16
+                 ) -> tuple[ZoneSnapshot, int]:
     """Compile one zone from store rows ``(kind, net, plen, subject, exclude, code, txt)``.
 
     ``singles`` may carry single IPv4 listings in bulk, ``(code, txt, packed
@@ -181,12 +182,12 @@ def compile_zone(config: ZoneConfig, policy: ListingPolicy, rows, singles=(),
     depends on what it serves: listings decided by policy and the
     classification of address space, listings verbatim, or the cloud
     information itself. ``standing``: the vendors' tiers (:class:`rbl.policy.standing.Standing`;
-    None: every vendor neutral).
+    None: every vendor neutral). ``pieces``: IPv4 is decided a ``pieces``-th at a time (memory).
     """
     if config.serves == "cloud":
         return compile_cloud_zone(config, policy, classification or Classification()), 0
     if config.serves == "listings":
-        return _compile_decided(config, policy, rows, singles, classification or Classification(), standing)
+        return _compile_decided(config, policy, rows, singles, classification or Classification(), standing, pieces)
     return _compile_verbatim(config, policy, rows, singles)
 
 
@@ -215,8 +216,9 @@ def _zone_snapshot(config: ZoneConfig, table: AnswerTable, ip4: tuple, ip6: tupl
 
 def _ip4_arrays(starts, values) -> tuple[array, array]:
     out_s, out_v = array("I"), array("I")
-    out_s.frombytes(np.asarray(starts, dtype=np.int64).astype(np.uint32).tobytes())
-    out_v.frombytes(np.asarray(values, dtype=np.int64).astype(np.uint32).tobytes())
+    # One copy each into the array (millions of runs: every copy counts at the compile's peak).
+    out_s.frombytes(memoryview(np.ascontiguousarray(starts, dtype=np.uint32)).cast("B"))
+    out_v.frombytes(memoryview(np.ascontiguousarray(values, dtype=np.uint32)).cast("B"))
     return out_s, out_v
 
 
@@ -290,8 +292,42 @@ def decided_windows(rows, table: AnswerTable, windows: dict, domains: list | Non
     return count
 
 
+def _decide_in_pieces(window: Window, classification: Classification, policy: ListingPolicy, table: AnswerTable,
+                      standing, dense, pieces: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decide_window` of the whole IPv4 space, a ``pieces``-th of it at a time.
+
+    Deciding holds a dozen arrays as long as the window's listings: a million
+    listings cost 250 MiB at once. Windows on escalation-prefix boundaries decide
+    alone (patches rely on it), so pieces give the same answers with a
+    ``pieces``-th of that peak. The answer table may number them in another order.
+    """
+    bits = BITS[IP4]
+    pieces = max(1, min(pieces, 1 << policy.escalation.prefix(IP4)))
+    if pieces == 1 or window.lo != 0 or window.hi != 1 << bits:
+        return decide_window(window, classification, policy, table, standing, dense)
+    points = window.points if window.points is not None else np.zeros(0, dtype=np.int64)
+    values = window.point_values if window.point_values is not None else np.zeros(0, dtype=np.int64)
+    window.points = window.point_values = None  # consumed: only the sorted copies stay alive
+    order = np.argsort(points, kind="stable")
+    points, values = points[order], values[order]
+    del order
+    step = (1 << bits) // pieces
+    cuts = np.searchsorted(points, np.arange(pieces + 1, dtype=np.int64) * step)
+    starts, out = [], []
+    for i in range(pieces):
+        lo, hi = i * step, (i + 1) * step
+        piece = Window(IP4, lo, hi, ranges=[r for r in window.ranges if r[0] < hi and r[1] > lo],
+                       points=points[cuts[i]:cuts[i + 1]], point_values=values[cuts[i]:cuts[i + 1]],
+                       fixed=window.fixed)
+        piece_starts, piece_values = decide_window(piece, classification, policy, table, standing, dense)
+        starts.append(piece_starts.astype(np.uint32))  # IPv4 runs and answer numbers fit in 32 bits
+        out.append(piece_values.astype(np.uint32))
+    return compress(np.concatenate(starts), np.concatenate(out))
+
+
 def _compile_decided(config: ZoneConfig, policy: ListingPolicy, rows, singles,
-                     classification: Classification, standing=None) -> tuple[ZoneSnapshot, int]:
+                     classification: Classification, standing=None, pieces: int = 16
+                     ) -> tuple[ZoneSnapshot, int]:
     table = AnswerTable(config, policy)
     points4, points_domain = test_point_ranges(table)
     windows = {IP4: Window(IP4, 0, 1 << 32, fixed=[(lo, value) for lo, _hi, _p, value in points4]),
@@ -302,6 +338,7 @@ def _compile_decided(config: ZoneConfig, policy: ListingPolicy, rows, singles,
         where = [np.frombuffer(packed, dtype=">u4").astype(np.int64) for _c, _t, packed in singles]
         values = [np.full(len(w), table.id(code, txt), dtype=np.int64) for w, (code, txt, _p) in zip(where, singles)]
         windows[IP4].points, windows[IP4].point_values = np.concatenate(where), np.concatenate(values)
+        del where, values
         count += len(windows[IP4].points)
     count += decided_windows(rows, table, windows, domains)
     standing = standing or Standing.neutral(classification)
@@ -310,7 +347,7 @@ def _compile_decided(config: ZoneConfig, policy: ListingPolicy, rows, singles,
         points = window.points if window.points is not None else np.zeros(0, dtype=np.int64)
         dense[kind] = dense_ranges(kind, points, range_ids(classification, kind, points), classification,
                                    standing, policy)
-    starts4, values4 = decide_window(windows[IP4], classification, policy, table, standing, dense[IP4])
+    starts4, values4 = _decide_in_pieces(windows[IP4], classification, policy, table, standing, dense[IP4], pieces)
     starts6, values6 = decide_window(windows[IP6], classification, policy, table, standing, dense[IP6])
     zone = _zone_snapshot(config, table, _ip4_arrays(starts4, values4),
                           ([int(x) for x in starts6], [int(x) for x in values6]),
