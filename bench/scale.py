@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -143,6 +144,10 @@ def main() -> None:
         secret = base64.b64encode(os.urandom(32)).decode()
         (work / "zones" / "xfr.key").write_text(secret + "\n")
         knot_port = free_port()
+        # Held until Knot starts, so no port picked meanwhile (rbl's DNS and HTTP) can be it.
+        held = [socket.socket(socket.AF_INET, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)]
+        for sock in held:
+            sock.bind(("127.0.0.1", knot_port))
         with open(work / "zones" / "bl.example.yaml", "a") as f:
             f.write(f"\ntransfer:\n  allow: [127.0.0.0/8]\n  key: {{name: xfr, secret_file: xfr.key}}\n"
                     f"  secondaries: ['127.0.0.1:{knot_port}']\n")
@@ -151,8 +156,8 @@ def main() -> None:
         memory = {"primary": 0.0, "worker": 0.0, "renderer": 0.0, "tree": 0.0}
         starts = []
         log = work / "serve.log"
-        http_port = free_port()
         for kind in ("cold", "after SIGKILL"):
+            http_port = free_port()
             proc_started = time.perf_counter()
             mark = len(log.read_text()) if log.exists() else 0
             rbl.start(log, http_port)
@@ -196,6 +201,8 @@ def main() -> None:
             (kdir / "zones").mkdir()
             (kdir / "knot.conf").write_text(KNOT_CONF.format(dir=kdir, port=knot_port, key="xfr", secret=secret,
                                                              primary=rbl.port, origin="bl.example"))
+            for sock in held:
+                sock.close()
             knot = Logged(["taskset", "-c", "1", knotd, "-c", str(kdir / "knot.conf")], path=kdir / "stdout.log")
             knot.path = kdir / "knot.log"
             done = knot.wait_for(r"AXFR, incoming, remote [^,]+, finished, ([\d.]+) seconds", 3600)
