@@ -11,7 +11,7 @@ from rbl.addresses import parse_subject, reverse_name
 from rbl.policy.listing import ListingPolicy
 from rbl.store import ListingStore
 from rbl.store.listings import Entry
-from rbl.zone.patch import Changes, patch_zone, splice
+from rbl.zone.patch import Changes, patch_zone, splice, splice_ip4
 from rbl.zone.compile import compile_snapshot
 from test_snapshot import CONFIG, str_ip4
 
@@ -100,3 +100,33 @@ def test_removing_a_prefix_inside_one_with_the_same_network_address(tmp_path):
     assert patched.answers[patched.find(b"1.0.1.10")].codes == ("127.0.0.2",)  # the /8 around it
     assert patched.find(reverse_name("2001:db8::1").encode()) > 0  # the /112 answers for the removed /114
     store.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 3)), max_size=30),
+       st.lists(st.tuples(st.integers(0, 40), st.integers(1, 2**28), st.lists(st.integers(0, 3), min_size=1,
+                                                                            max_size=4)), max_size=5))
+def test_the_ipv4_splice_makes_the_runs_the_list_splice_makes(breaks, patch_specs):
+    """splice_ip4 (numpy slices, for millions of runs) against splice (lists), its slow twin."""
+    from array import array
+
+    from rbl.intervals import compress
+    import numpy as np
+
+    points = sorted({0, *(p for p, _ in breaks)})
+    values = [0] + [dict(breaks).get(p, 1) for p in points[1:]]
+    starts, values = (list(map(int, a)) for a in compress(np.array(points), np.array(values)))
+    patches, at = [], 0
+    for gap, size, patch_values in patch_specs:  # sorted, apart, inside the space, one value per part
+        lo = at + gap * 2**26
+        hi = min(lo + size, 2**32)
+        if lo >= 2**32 or lo >= hi:
+            break
+        step = max(1, (hi - lo) // len(patch_values))
+        ps = [lo + k * step for k in range(len(patch_values)) if lo + k * step < hi]
+        pv = patch_values[:len(ps)]
+        ps, pv = (list(map(int, a)) for a in compress(np.array(ps), np.array(pv)))
+        patches.append((lo, hi, ps, pv))
+        at = hi
+    fast = splice_ip4(array("I", starts), array("I", values), patches)
+    assert (list(fast[0]), list(fast[1])) == splice(starts, values, patches, 2**32)

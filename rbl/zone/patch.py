@@ -113,29 +113,39 @@ def splice(starts: list[int], values: list[int], patches, end: int) -> tuple[lis
 
 
 def splice_ip4(starts, values, patches) -> tuple[array, array]:
-    """:func:`splice` for the IPv4 arrays, vectorised: they may hold millions of runs."""
+    """:func:`splice` for the IPv4 arrays (millions of runs): the runs between patches are
+    copied as slices, never sorted or widened (at 10M listings: 0.2 s, was 3.7 s)."""
     import numpy as np
 
-    s = np.frombuffer(starts, dtype=np.uint32).astype(np.int64)
-    v = np.frombuffer(values, dtype=np.uint32).astype(np.int64)
-    los = np.array([p[0] for p in patches], dtype=np.int64)
-    his = np.array([p[1] for p in patches], dtype=np.int64)
-    which = np.searchsorted(los, s, side="right") - 1
-    inside = (which >= 0) & (s < his[np.maximum(which, 0)])
-    resume = v[np.searchsorted(s, his, side="right") - 1]  # the old answer at each hi
-    ends = his < (1 << 32)
-    position = np.concatenate([s[~inside], np.array([x for p in patches for x in p[2]], dtype=np.int64), his[ends]])
-    value = np.concatenate([v[~inside], np.array([x for p in patches for x in p[3]], dtype=np.int64), resume[ends]])
-    order = np.argsort(position, kind="stable")
-    position, value = position[order], value[order]
-    first = np.ones(len(position), dtype=bool)
-    first[1:] = position[1:] != position[:-1]  # a kept start at hi and the resume point agree
-    position, value = position[first], value[first]
-    change = np.ones(len(value), dtype=bool)
-    change[1:] = value[1:] != value[:-1]
+    s = np.frombuffer(starts, dtype=np.uint32)
+    v = np.frombuffer(values, dtype=np.uint32)
+    parts_s: list = []
+    parts_v: list = []
+    pos = 0
+    for lo, hi, patch_starts, patch_values in patches:
+        i = int(np.searchsorted(s, lo, side="left"))
+        j = int(np.searchsorted(s, hi, side="left")) if hi < 1 << 32 else len(s)
+        parts_s += [s[pos:i], np.array(patch_starts, dtype=np.uint32)]
+        parts_v += [v[pos:i], np.array(patch_values, dtype=np.uint32)]
+        if hi < 1 << 32 and not (j < len(s) and s[j] == hi):
+            # The old answer resumes at hi (unless a run of the old begins there anyway).
+            parts_s.append(np.array([hi], dtype=np.uint32))
+            parts_v.append(v[j - 1:j])
+        pos = max(pos, j)
+    parts_s.append(s[pos:])
+    parts_v.append(v[pos:])
+    position, value = np.concatenate(parts_s), np.concatenate(parts_v)
+    if len(patches) > 1:  # a patch beginning where the one before ends overrides its resume point
+        last = np.empty(len(position), dtype=bool)
+        last[-1:] = True
+        np.not_equal(position[1:], position[:-1], out=last[:-1])
+        position, value = position[last], value[last]
+    change = np.empty(len(value), dtype=bool)
+    change[:1] = True
+    np.not_equal(value[1:], value[:-1], out=change[1:])  # merge equal neighbours where pieces meet
     out_s, out_v = array("I"), array("I")
-    out_s.frombytes(position[change].astype(np.uint32).tobytes())
-    out_v.frombytes(value[change].astype(np.uint32).tobytes())
+    out_s.frombytes(memoryview(position[change]).cast("B"))
+    out_v.frombytes(memoryview(value[change]).cast("B"))
     return out_s, out_v
 
 
