@@ -194,7 +194,6 @@ def render(segments: Iterable[Segment], origin: str, folder: Path, keep: int) ->
 
     :raises TransferError: for records that are not a zone (no SOA first) or cannot be encoded.
     """
-
     started = time.perf_counter()
     zone_dir = folder / origin
     zone_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -13,7 +13,10 @@ other software serves, without losing a decision:
   sub-zones, CIDRs written as wildcards on octet (IPv4) and nibble (IPv6)
   boundaries (:func:`tree_cover`), unlisted names under a wildcard as holes (a
   CNAME to a name that does not exist), so that a standard server answers every
-  address and domain as rbl does (RFC 4592 semantics accounted for).
+  address and domain as rbl does (RFC 4592 semantics accounted for);
+- :func:`zone_segments`: the same records in independent pieces (one per
+  first-level node), each with a fingerprint of what it is made of, so a zone
+  transfer renders only the pieces a change touched.
 
 Everything is pure and deterministic: the same snapshot gives the same entries
 and records in the same order, so two snapshots' record sets can be diffed
@@ -549,9 +552,8 @@ def zone_data_records(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str,
     yield from _cover_records(content_cover(order, *ip4, IP4_BITS, 8, shared_depth=3), rdata, ttl, suffix,
                               _ip4_label_path, _ip4_subject, hole)
     # The IPv4-mapped subtree is written from the IPv4 data below: never a hole or wildcard's.
-    yield from _cover_records(content_cover(order, *ip6_runs(zone), IP6_BITS, 4, shared_depth=3, walk=(MAPPED_LO,)),
-                              rdata,
-                              ttl, suffix, _nibble_path, _ip6_subject, hole)
+    ip6 = content_cover(order, *ip6_runs(zone), IP6_BITS, 4, shared_depth=3, walk=(MAPPED_LO,))
+    yield from _cover_records(ip6, rdata, ttl, suffix, _nibble_path, _ip6_subject, hole)
     mapped_runs = ip4 if mapped else _test_point_runs(*ip4)
     yield from _cover_records(content_cover(order, *mapped_runs, IP4_BITS, 4), rdata, ttl, "." + MAPPED_PATH + suffix,
                               _nibble_path, _mapped_subject, hole)
@@ -590,8 +592,6 @@ class Segment(NamedTuple):
     records: Callable[[], Iterator[TextRecord]]
 
 
-# Below the root no name carries a wildcard (tree_cover), so the records under one
-# first-level node (an IPv4 /8, an IPv6 or IPv4-mapped /4) depend on that node's runs alone.
 _ANSWER_ID = np.dtype("<u8")
 
 
@@ -637,8 +637,13 @@ def _run_bytes(starts: np.ndarray, values: np.ndarray, ids: np.ndarray, lo: int,
 
 def _cover_segments(name: str, starts: np.ndarray, values: np.ndarray, bits: int, width: int, context: tuple,
                     ids: np.ndarray, emit, shared_depth: int = 0, walk: tuple[int, ...] = ()) -> Iterator[Segment]:
+    """One segment per first-level node that holds a listed run (an unlisted node has no records).
+
+    Below the root no name carries a wildcard (:func:`tree_cover`), so the records under
+    one first-level node (an IPv4 /8, an IPv6 or IPv4-mapped /4) depend on that node's
+    runs alone: a node's cover is computed from its runs with the rest unlisted.
+    """
     order = _content_order(ids)
-    """One segment per first-level node that holds a listed run (an unlisted node has no records)."""
     node_bits = bits - width
     listed = starts[values != 0]
     if not len(listed):
