@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -149,6 +150,37 @@ def stop_process(proc: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class LoopbackHTTP:
+    """A real aiohttp server on 127.0.0.1 (a free port) in a thread with its own event loop, so the
+    code under test can run its own (``asyncio.run``) in the test's thread, as the CLI does."""
+
+    def __init__(self, name: str = "loopback-http") -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.runner = None
+        self.port = 0
+
+    def start(self, app, **runner_options) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(app, runner_options), self.loop).result(10)
+
+    async def _start(self, app, runner_options: dict) -> None:
+        from aiohttp import web
+
+        self.runner = web.AppRunner(app, shutdown_timeout=1, **runner_options)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.port = self.runner.addresses[0][1]
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
 
 class Server:

@@ -13,13 +13,12 @@ import json
 import os
 import re
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import SHARED_DATA, shared_file
+from conftest import SHARED_DATA, LoopbackHTTP, shared_file
 
 from rbl.policy.fetch import FAILED, UNCHANGED, UPDATED, FetchTarget, fetch_all, sidecar_path
 
@@ -36,27 +35,16 @@ class FeedServer:
         self.custom: dict[str, tuple[int, bytes]] = {}
         self.in_flight = 0
         self.max_in_flight = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="feed-server", daemon=True)
-        self.runner: web.AppRunner | None = None
-        self.port = 0
+        self.http = LoopbackHTTP("feed-server")
+
+    @property
+    def port(self) -> int:
+        return self.http.port
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self) -> None:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
-
-    async def _start(self) -> None:
         app = web.Application()
         app.router.add_get("/feeds/{name}", self.feed)
         app.router.add_get("/custom/{key}", self.custom_body)
@@ -64,11 +52,10 @@ class FeedServer:
         app.router.add_get("/chunked", self.chunked)
         app.middlewares.append(self.record)
         # handler_cancellation: a client that gave up stops the slow handler, so cleanup is quick.
-        self.runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
+        self.http.start(app, handler_cancellation=True)
+
+    def stop(self) -> None:
+        self.http.stop()
 
     @web.middleware
     async def record(self, request: web.Request, handler):

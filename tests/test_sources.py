@@ -6,16 +6,14 @@ a broken or empty download keeps the last good listings, said in the log and in 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import threading
 import time
 
 import pytest
 from aiohttp import web
 
-from conftest import Server
+from conftest import LoopbackHTTP, Server
 from test_metrics import scrape
 
 EVERY = 2  # seconds between fetches
@@ -26,31 +24,20 @@ class Upstream:
 
     def __init__(self) -> None:
         self.body, self.status, self.fetches = b"", 200, 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runner: web.AppRunner | None = None
-        self.port = 0
+        self.http = LoopbackHTTP("upstream")
+
+    @property
+    def port(self) -> int:
+        return self.http.port
 
     def __enter__(self) -> "Upstream":
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        app = web.Application()
+        app.router.add_get("/list.txt", self.serve)
+        self.http.start(app)
         return self
 
     def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/list.txt", self.serve)
-        self.runner = web.AppRunner(app, shutdown_timeout=1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
+        self.http.stop()
 
     async def serve(self, request: web.Request) -> web.Response:
         self.fetches += 1
