@@ -22,7 +22,9 @@ It writes bench/run.py's data set (rbldnsd ip4trie, ip6trie, dnset files) and pr
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import random
 import re
 import shutil
 import signal
@@ -151,7 +153,7 @@ def run() -> None:
         listings = sum(len(v) for v in data.values())
         print(f"data set: {listings:,} listings written in {time.perf_counter() - started:.1f} s")
         write_queries(work / "queries.txt", data, 200_000, args.seed)
-        probe = ".".join(reversed(str(__import__("ipaddress").IPv4Address(data["ip4"][0])).split("."))) + ".bl.example"
+        probe = ".".join(reversed(str(ipaddress.IPv4Address(data["ip4"][0])).split("."))) + ".bl.example"
 
         rbldnsd = Rbldnsd(work)
         rbldnsd_load = first_answer(rbldnsd, probe)
@@ -238,7 +240,7 @@ def run() -> None:
             ratios.append(ours / theirs)
 
         # An address nothing answers yet (the data's CIDRs cover much of the space).
-        rng = __import__("random").Random(args.seed + 7)
+        rng = random.Random(args.seed + 7)
         while True:
             added = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
             name = ".".join(reversed(added.split("."))) + ".bl.example"
