@@ -258,10 +258,13 @@ class Primary:
             if http is not None:
                 # Imported only when served: aiohttp costs a fifth of a second of every start.
                 from rbl.http.app import Served, make_app, start_http
+                from rbl.pages.routes import add_pages
 
                 # Its own connection: the HTTP routes read while the watcher compiles in a thread.
                 http_store = ListingStore(self.db_path)
-                runner, http_port = await start_http(make_app(Served(self.source, http_store, self.metrics)), *http)
+                app = make_app(Served(self.source, http_store, self.metrics))
+                add_pages(app)  # the HTML pages beside the API
+                runner, http_port = await start_http(app, *http)
                 log.info("HTTP on http://%s:%d/", _shown(http[0]), http_port)  # tests read the port from this line
             # Hold the port (port 0: pick it) until the workers have bound it beside us.
             udp, tcp, bound = bind_pair(host, port)

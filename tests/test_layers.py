@@ -27,6 +27,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("rbl.dns",),
     ("rbl.metrics",),
     ("rbl.http",),
+    ("rbl.pages",),
     ("rbl.primary",),
     ("rbl.cli", "rbl.__main__"),
 ]

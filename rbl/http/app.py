@@ -115,7 +115,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.content_type == "application/json":
+        if exc.status < 400 or exc.content_type == "application/json":  # redirects stay redirects
             raise
         return error(exc.status, exc.reason or "error", path=request.path)
     except Exception:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -83,6 +83,18 @@ def vendor_scores(columns: list[CaseColumns], classification: Classification, po
     return score_arrays(vendor, *joined, vendors, policy.remediation, now)
 
 
+def listed_counts(columns: list[CaseColumns], classification: Classification, vendors: list[str]) -> dict[str, int]:
+    """How many of each vendor's cases are listed now (columns read with ``active``)."""
+    index = {name: i for i, name in enumerate(vendors)}
+    owner = np.array([-1] + [index.get(r.vendor, -1) for r in classification.ranges[1:]], dtype=np.int64)
+    counts = np.zeros(len(vendors) + 1, dtype=np.int64)
+    for c in columns:
+        if len(c.addresses):
+            counts += np.bincount(owner[range_ids(classification, c.kind, c.addresses)][c.active] + 1,
+                                  minlength=len(vendors) + 1)
+    return {name: int(counts[i + 1]) for i, name in enumerate(vendors)}
+
+
 @dataclass(frozen=True)
 class Standing:
     """The vendors' tiers as the compile uses them: one flag per classification range."""
@@ -90,12 +102,14 @@ class Standing:
     scores: dict[str, Score]
     cooperative: np.ndarray  # bool per range id: its vendor is cooperative
     negligent: np.ndarray  # bool per range id: its vendor is negligent
+    listed: dict[str, int] = field(default_factory=dict)  # per vendor: its cases listed now
 
     @classmethod
-    def of(cls, scores: dict[str, Score], classification: Classification) -> Standing:
+    def of(cls, scores: dict[str, Score], classification: Classification,
+           listed: dict[str, int] | None = None) -> Standing:
         tier = [None] + [scores[r.vendor].tier if r.vendor in scores else None for r in classification.ranges[1:]]
         return cls(scores, np.array([t == COOPERATIVE for t in tier], dtype=bool),
-                   np.array([t == NEGLIGENT for t in tier], dtype=bool))
+                   np.array([t == NEGLIGENT for t in tier], dtype=bool), listed or {})
 
     @classmethod
     def neutral(cls, classification: Classification) -> Standing:

@@ -21,7 +21,8 @@ from rbl.store.database import append_audit, timestamp
 from rbl.store.listings import ListingStore
 
 _COLUMNS = ("id, zone, subject, reason, email, client, listed_as, created_at, state, resolution, note, "
-            "closed_at, closed_by")
+            "closed_at, closed_by, kind")
+KINDS = ("request", "dispute")  # someone asked for review; a vendor reported a false positive
 
 
 class Request(Protocol):
@@ -60,6 +61,7 @@ class DelistRequest:
     note: str | None
     closed_at: str | None
     closed_by: str | None
+    kind: str = "request"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +70,11 @@ class DelistRequest:
         """The row for the append-only audit table, without the requester's email and
         address: personal data stays in delist_requests, where it can be erased."""
         return {k: v for k, v in self.as_dict().items() if k not in ("email", "client")}
+
+    @property
+    def vendor(self) -> str | None:
+        """The vendor that disputed the listing, for a dispute."""
+        return self.client.removeprefix("vendor:") if self.kind == "dispute" else None
 
 
 def _audit(conn, stamp: str, actor: str, action: str, before: DelistRequest | None, after: DelistRequest) -> None:
@@ -87,11 +94,31 @@ class DelistStore:
         rows = self._rows("WHERE id = ?", [request_id])
         return rows[0] if rows else None
 
-    def list(self, state: str | None = "open", limit: int = 1000) -> list[DelistRequest]:
-        """Requests by id, oldest first: open ones (the operator's queue), closed ones, or all (None)."""
-        if state is None:
-            return self._rows("ORDER BY id LIMIT ?", [limit])
-        return self._rows("WHERE state = ? ORDER BY id LIMIT ?", [state, limit])
+    def list(self, state: str | None = "open", limit: int = 1000, kind: str | None = None) -> list[DelistRequest]:
+        """Requests by id, oldest first: open ones (the operator's queue), closed ones, or all (None);
+        of one kind (requests or disputes), or both (None)."""
+        where, params = [], []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        return self._rows(f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id LIMIT ?", [*params, limit])
+
+    def open_dispute(self, conn, listing, vendor: str, reference: str, stamp: str, actor: str) -> None:
+        """Queue a vendor's false positive report on ``listing`` for the operator, in the caller's
+        transaction (the one that marks the listing disputed); one open dispute per listing."""
+        if conn.execute("SELECT 1 FROM delist_requests WHERE state = 'open' AND kind = 'dispute' AND zone = ? "
+                        "AND subject = ?", [listing.zone, listing.subject]).fetchone():
+            return
+        cursor = conn.execute(
+            "INSERT INTO delist_requests (zone, subject, reason, email, client, listed_as, created_at, kind) "
+            "VALUES (?, ?, ?, '', ?, ?, ?, 'dispute')",
+            [listing.zone, listing.subject, f"false positive reported by {vendor} (ticket {reference})",
+             f"vendor:{vendor}", json.dumps({"codes": [], "listings": [listing.subject], "code": listing.code}),
+             stamp])
+        _audit(conn, stamp, actor, "dispute-open", None, self.get(cursor.lastrowid))
 
     def create(self, request: Request, client: str, listed_as: dict, actor: str) -> tuple[DelistRequest, bool]:
         """Queue a request; (the request, whether it is new).
@@ -145,11 +172,25 @@ class DelistStore:
                         f"{old.subject} is still listed in {old.zone} by {', '.join(left)}: remove "
                         f"{'that' if len(left) == 1 else 'those'} (rbl listing remove) or exclude {old.subject} "
                         "(rbl listing add --exclude), then close the request")
+            elif old.kind == "dispute":
+                self._reject_dispute(conn, old, stamp, actor)
             conn.execute("UPDATE delist_requests SET state = 'closed', resolution = ?, note = ?, closed_at = ?, "
                          "closed_by = ? WHERE id = ?", [resolution, note, stamp, actor, request_id])
             new = self.get(request_id)
             _audit(conn, stamp, actor, "delist-close", old, new)
         return new, removed
+
+    def _reject_dispute(self, conn, dispute: DelistRequest, stamp: str, actor: str) -> None:
+        """The listing stays and is the vendor's case again: its false positive mark is cleared (audited)."""
+        old = self.store.get(dispute.zone, parse_subject(dispute.subject))
+        if old is None or old.disputed_at is None:
+            return
+        conn.execute("UPDATE listings SET disputed_at = NULL WHERE id = ?", [old.id])
+        after = {k: v for k, v in old.as_dict().items() if k != "disputed_at"}
+        append_audit(conn, [(stamp, actor, "dispute-reject", old.subject, old.as_dict(), after)])
+        # No answer changes by itself, but the case counts in the vendor's score again, which
+        # may move its tier: servers build for it.
+        self.store.answers_changed(conn)
 
     def _covering(self, zone: str, subject: Subject, stamp: str) -> list:
         return [row for row in self.store.show(subject, zone=zone)

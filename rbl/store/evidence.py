@@ -16,6 +16,7 @@ from typing import Protocol
 from rbl.addresses import BITS, Subject
 from rbl.errors import StoreError
 from rbl.store.database import append_audit, epoch, timestamp
+from rbl.store.delisting import DelistStore
 from rbl.store.listings import ListingStore
 
 
@@ -94,7 +95,7 @@ class EvidenceStore:
                 append_audit(conn, [(stamp, actor, "evidence", subject.text, None, record)])
                 if remediation is not None:
                     if item.action == "false_positive":
-                        changed = self._dispute(conn, item, remediation, stamp, actor)
+                        changed = self._dispute(conn, vendor, item, remediation, stamp, actor)
                     else:
                         changed = self._remediate(conn, item, remediation, stamp, actor)
                     if changed:
@@ -137,7 +138,7 @@ class EvidenceStore:
             changed += 1
         return changed
 
-    def _dispute(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> int:
+    def _dispute(self, conn, vendor: str, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> int:
         """A false positive report: the case leaves the vendor's score until the operator reviews
         it; the listing itself stays (only the operator delists). Returns how many it marked."""
         changed = 0
@@ -147,5 +148,6 @@ class EvidenceStore:
             conn.execute("UPDATE listings SET disputed_at = ? WHERE id = ?", [epoch(stamp), old.id])
             after = dict(old.as_dict(), disputed_at=stamp)
             append_audit(conn, [(stamp, actor, "dispute", old.subject, old.as_dict(), after)])
+            DelistStore(self.store).open_dispute(conn, old, vendor, item.reference, stamp, actor)
             changed += 1
         return changed

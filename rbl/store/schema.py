@@ -258,6 +258,60 @@ def _compact_listings(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_subject ON audit (subject) WHERE subject IS NOT NULL")
 
 
+def _public_pages(db: sqlite_utils.Database) -> None:
+    # The pages of rbl serve --http (rbl.pages): sign-in sessions, a vendor's day-by-day
+    # record for its plots, disputes queued beside delisting requests, and the key that
+    # signs the pages' anti-forgery fields.
+    db.execute(
+        """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,      -- SHA-256 of the cookie's value, which is never stored
+            token_id INTEGER NOT NULL REFERENCES tokens (id),
+            created_at INTEGER NOT NULL,    -- seconds since the epoch
+            expires_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX sessions_token ON sessions (token_id)")
+    db.execute(
+        """
+        CREATE TABLE vendor_days (
+            vendor TEXT NOT NULL,
+            day TEXT NOT NULL,              -- YYYY-MM-DD, UTC: the last scoring of that day
+            tier TEXT NOT NULL,
+            score REAL,                     -- NULL: nothing judged yet
+            cases INTEGER NOT NULL,
+            remediated_in_time INTEGER NOT NULL,
+            overdue INTEGER NOT NULL,
+            open INTEGER NOT NULL,
+            listed INTEGER NOT NULL,        -- single addresses listed in its space then
+            recorded_at INTEGER NOT NULL,
+            PRIMARY KEY (vendor, day)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("ALTER TABLE delist_requests ADD COLUMN kind TEXT NOT NULL DEFAULT 'request' "
+               "CHECK (kind IN ('request', 'dispute'))")
+    # Disputes stored before this migration join the operator's queue.
+    db.execute(
+        """
+        INSERT INTO delist_requests (zone, subject, reason, email, client, listed_as, created_at, kind)
+        SELECT l.zone, l.subject,
+               'false positive reported by the vendor' || coalesce(' (ticket ' || (
+                   SELECT e.reference FROM evidence e WHERE e.subject = l.subject AND e.action = 'false_positive'
+                   ORDER BY e.id DESC LIMIT 1) || ')', ''),
+               '', 'vendor:' || coalesce((SELECT e.vendor FROM evidence e WHERE e.subject = l.subject
+                                           AND e.action = 'false_positive' ORDER BY e.id DESC LIMIT 1), 'unknown'),
+               json_object('codes', json_array(), 'listings', json_array(l.subject)),
+               strftime('%Y-%m-%dT%H:%M:%SZ', l.disputed_at, 'unixepoch'), 'dispute'
+        FROM listings l WHERE l.disputed_at IS NOT NULL AND l.state = 'active'
+        """
+    )
+    db.execute("CREATE TABLE page_keys (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
+    db.execute("INSERT INTO page_keys (name, value) VALUES ('forms', randomblob(32))")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -270,6 +324,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0009_delist_requests", _delist_requests),
     ("0010_case_index", _case_index),
     ("0011_compact_listings", _compact_listings),
+    ("0012_public_pages", _public_pages),
 ]
 
 

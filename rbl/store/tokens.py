@@ -134,6 +134,7 @@ class TokenStore:
             if not old.active:
                 raise StoreError(f"{old.describe()} is already revoked (at {old.revoked_at} by {old.revoked_by})")
             conn.execute("UPDATE tokens SET revoked_at = ?, revoked_by = ? WHERE id = ?", [stamp, actor, token_id])
+            conn.execute("DELETE FROM sessions WHERE token_id = ?", [token_id])  # signed out everywhere, at once
             new = Token(**dict(old.as_dict(), revoked_at=stamp, revoked_by=actor))
             _audit(conn, stamp, actor, "token-revoke", old, new)
         return new

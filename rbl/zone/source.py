@@ -18,10 +18,11 @@ from pathlib import Path
 from rbl.addresses import BITS
 from rbl.errors import RblError
 from rbl.policy.remediation import NEGLIGENT
-from rbl.policy.standing import Standing, density_needed, vendor_scores, vendor_spans
+from rbl.policy.standing import Standing, density_needed, listed_counts, vendor_scores, vendor_spans
 from rbl.policy.vendors import Policy, load_policy, policy_files
 from rbl.store import ListingStore
 from rbl.store.database import timestamp
+from rbl.store.history import VendorHistory
 from rbl.zone.compile import compile_snapshot
 from rbl.zone.config import load_zones
 from rbl.zone.patch import Changes, patch_zone
@@ -98,7 +99,7 @@ class SnapshotSource:
         audit_id = self.store.audit_mark()  # read before the listings: later changes get patched
         serial = self.store.next_serial(int(time.time()))
         started = time.monotonic()
-        standing = vendor_standing(self.store, zones, policy, now)
+        standing = self._score(zones, policy, now)
         self._scoring = time.monotonic() - started
         snapshot = compile_snapshot(self.store, zones, policy.listing, serial, now, policy.classification, standing)
         self.standing, self._scored_at = standing, time.monotonic()
@@ -123,7 +124,7 @@ class SnapshotSource:
         self._zones, self._policy = zones, policy
         # No generation: stale at once; the files' stats, so the first build reuses this policy.
         self._seen = (None, self._fingerprint(policy)[1])
-        self.standing = vendor_standing(self.store, zones, policy, self.store.clock())
+        self.standing = self._score(zones, policy, self.store.clock())
         self.served = snapshot
 
     def _inputs(self, files: tuple) -> tuple[list, Policy, bool]:
@@ -191,6 +192,12 @@ class SnapshotSource:
                                 compile_seconds=time.perf_counter() - started, listings=current.listings)
         return self.current
 
+    def _score(self, zones: list, policy: Policy, now) -> Standing:
+        """The vendors' standing now, kept as today's in their history (the dashboard's plots)."""
+        standing = vendor_standing(self.store, zones, policy, now)
+        VendorHistory(self.store).record(now, standing.scores, standing.listed)
+        return standing
+
     def _standing_moved(self, now) -> bool:
         """Whether a vendor's tier differs from the one the snapshot was compiled with.
 
@@ -202,7 +209,7 @@ class SnapshotSource:
         if self.standing is None or time.monotonic() - self._scored_at < max(STANDING_SECONDS, 10 * self._scoring):
             return False
         started = time.monotonic()
-        fresh = vendor_standing(self.store, self._zones, self._policy, now)
+        fresh = self._score(self._zones, self._policy, now)
         self._scored_at, self._scoring = time.monotonic(), time.monotonic() - started
         return {v: s.tier for v, s in fresh.scores.items()} != {v: s.tier for v, s in self.standing.scores.items()}
 
@@ -270,7 +277,7 @@ def vendor_standing(store: ListingStore, zones: list, policy: Policy, now) -> St
     origins = tuple(z.origin for z in zones if z.serves == "listings")
     vendors = sorted(policy.vendors)
     # Only the vendors' space is read: a big list's other millions of addresses are no one's cases.
-    columns = store.case_columns(origins, now - policy.listing.remediation.window, now,
+    columns = store.case_columns(origins, now - policy.listing.remediation.window, now, active=True,
                                  within=vendor_spans(policy.classification, vendors))
     scores = vendor_scores(columns, policy.classification, policy.listing, now, vendors)
-    return Standing.of(scores, policy.classification)
+    return Standing.of(scores, policy.classification, listed_counts(columns, policy.classification, vendors))
