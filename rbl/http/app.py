@@ -459,7 +459,9 @@ def make_app(service: Served | None) -> web.Application:
 
 async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on host:port (0: any free port); returns the runner and the bound port."""
-    runner = web.AppRunner(app, access_log=None)
+    # A request line up to 32 kB: a 10 kB subject typed into a page gets the page saying what is
+    # wrong with it, not the HTTP parser's bare 400 (aiohttp's default stops at 8 kB).
+    runner = web.AppRunner(app, access_log=None, max_line_size=32768)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -67,10 +67,11 @@ def _is_page(path: str) -> bool:
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """On every response, the API's too: no sniffing, no framing, no referrer, the strict CSP."""
+    """On every response, the API's too: no sniffing, no framing, no referrer to other sites, the strict CSP."""
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with our own forms.
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", CSP)
     if _is_page(request.path) and not request.path.startswith("/static/"):
@@ -274,7 +275,7 @@ async def signin_form(request: web.Request) -> web.Response:
     back = _local(request.query.get("next"))
     if who is not None and back:
         raise web.HTTPSeeOther(back)
-    return page(request, "signin.html", {"next": back or ""})
+    return page(request, "signin.html", {"next": back or "", "failed": False})
 
 
 async def signin(request: web.Request) -> web.Response:
