@@ -47,6 +47,7 @@ SUBJECTS = {
     "3.5.141.9": ({"127.0.0.4"}, "reported that it acted on this address"),  # throttled after evidence
     "2001:db8::25": ({"127.0.0.2"}, "spam from a v6 host"),  # IPv6
     "198.51.100.7": (set(), "not listed"),  # unlisted
+    "45.79.0.200": ({"127.0.0.5"}, "Throttle-range: linode is negligent"),  # the tier changes the answer
 }
 
 
@@ -110,6 +111,8 @@ def site(tmp_path_factory):
                   "--category", "spam", "--source", "trap-net-7")
     workspace.rbl("listing", "add", *[f"192.0.2.{i}" for i in range(1, 9)], "--reason", "botnet C&C")
     workspace.rbl("listing", "add", "2001:db8::25", "--reason", "spam from a v6 host")
+    # Two more in Linode's shared 45.79.0.0/24 make it dense (8 listed): negligent, so throttle-range.
+    workspace.rbl("listing", "add", "45.79.0.100", "45.79.0.101", "--reason", "spam trap hit")
     workspace.rbl("listing", "add", "bad.example", "--zone", "dkim.bl.example", "--reason", "phishing kit signer")
     server = Server(workspace)
     try:
@@ -177,6 +180,8 @@ def test_every_subject_kind_shows_the_answer_dns_gives_and_why(site):
             text = browser.driver.find_element(By.TAG_NAME, "main").text
             assert words in text, (subject, text)
             assert ("Ask for delisting" in text) == bool(codes), subject
+            if subject.startswith("45.79."):
+                assert "The vendor's tier: negligent" in text
         # The EC2 address: its space in words, the vendor, the range; never the listing's source.
         browser.get(f"{site.base}/lookup?q=3.5.141.7")
         text = browser.driver.find_element(By.TAG_NAME, "main").text

@@ -34,7 +34,7 @@ def good_cookie(cookie: object) -> bool:
 
 def sign(key: bytes, cookie: str, purpose: str) -> str:
     """The hidden field's value for a form of ``purpose`` in the browser holding ``cookie``."""
-    mac = hmac.new(key, f"{purpose}\0{cookie}".encode(), hashlib.sha256).digest()
+    mac = hmac.new(key, f"{purpose}\0{cookie}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
@@ -43,7 +43,8 @@ def valid(key: bytes, cookie: object, purpose: str, field: object) -> bool:
     if not isinstance(cookie, str) or not isinstance(field, str) or not cookie or len(cookie) > MAX_VALUE \
             or len(field) > MAX_VALUE:
         return False
-    return hmac.compare_digest(sign(key, cookie, purpose), field)
+    # As bytes: compare_digest refuses str with non-ASCII characters, which anyone can post.
+    return hmac.compare_digest(sign(key, cookie, purpose).encode(), field.encode("utf-8", "surrogatepass"))
 
 
 def same_origin(origin: str | None, scheme: str, host: str | None) -> bool:
