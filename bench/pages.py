@@ -5,28 +5,37 @@ Run by hand (a few minutes with the defaults, most of it filling the store):
     .venv/bin/python bench/pages.py                  # 1,000,000 listings
     .venv/bin/python bench/pages.py --listings 20000 --requests 200 --seconds 5 --rounds 1
     .venv/bin/python bench/pages.py --db /path/to/rbl.db   # a copy of that store, not a new one
+    .venv/bin/python bench/pages.py --rate 20000     # dnsperf paced: does DNS keep up, not how fast it goes
+    .venv/bin/python bench/pages.py --pages 50       # a busy public lookup page, not a flood
 
 It copies the shipped demo policy and zones into a temporary folder, fills a
 new store with seeded listings as bench/policy.py does (a third in vendor
 ranges, some dense enough to escalate) and lists two more addresses to look
 up: 3.5.141.77, in AWS's shared EC2 space (3.5.140.0/22 in the shipped
-policy), and an ordinary address in no vendor's range. It starts ``rbl serve``
-(its one DNS worker pinned to core 0; the primary, which serves HTTP, with
-dnsperf and this client on core 1), waits until DNS answers the RFC 5782 test
-point, then measures:
+policy), and an ordinary address in no vendor's range; both answer block.
+It starts ``rbl serve`` (one DNS worker; by default the whole server on core 0,
+dnsperf and this client on core 1: see --layout), waits until DNS answers the
+RFC 5782 test point, then measures:
 
 1. GET /lookup?q=SUBJECT for each of the two addresses, --requests times one
    after another from one keep-alive client (the form cookie sent back, as a
    browser does), DNS idle: the full response time at the client, median and
-   p99, and the very first request's;
+   p99 (after 10 not counted), and the subject's first request (the server's
+   very first compiles the templates);
 2. each round, dnsperf for --seconds against the DNS port with HTTP idle, then
    again while a client thread requests /lookup back to back (the two
    addresses in turn): qps of both, the ratio loaded / idle, the lookups' rate
-   and median during the loaded run, and the CPU the DNS worker and the
-   primary used in each run.
+   and median during the loaded run, DNS mean latency, and the CPU the DNS
+   worker, the primary (HTTP), dnsperf and the lookup client used.
 
 It prints every round and the median ratio. A lookup answered other than 200
 with the subject shown as listed stops the run with the server's answer.
+
+With two cores, something has to share one: with --layout server (the
+default) the pages take CPU from the DNS worker, so the ratio is what pages
+cost DNS on a server's core; with --layout worker the worker has core 0 to
+itself and the HTTP side takes core 1 from dnsperf instead, which then sends
+less (see its CPU column).
 """
 
 from __future__ import annotations
@@ -120,6 +129,14 @@ def write_queries(path: Path, db: Path, count: int, seed: int) -> int:
         lines.append(f"{'.'.join(reversed(address.split('.')))}.{ZONE} {qtype}\n")
     path.write_text("".join(lines))
     return len(listed)
+
+
+def neighbours(db: Path, address: str) -> int:
+    """Listings in the address's /24 (the more, the more rows the lookup's explanation reads)."""
+    net = bytes(int(x) for x in address.split(".")[:3])
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT count(*) FROM listings WHERE zone = ? AND kind = 'ip4' AND state = 'active' "
+                            "AND net BETWEEN ? AND ?", [ZONE, net + b"\0", net + b"\xff"]).fetchone()[0]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -220,9 +237,10 @@ class Client:
 class LookupLoop(threading.Thread):
     """Lookups back to back, the subjects in turn, until stopped (or ``limit`` seconds or ``most`` requests)."""
 
-    def __init__(self, port: int, subjects: list[str], limit: float, most: int = 1_000_000):
+    def __init__(self, port: int, subjects: list[str], limit: float, most: int = 1_000_000, rate: float | None = None):
         super().__init__(daemon=True)
         self.port, self.subjects, self.limit, self.most = port, subjects, limit, most
+        self.rate = rate  # lookups a second; None: back to back
         self.halt = threading.Event()
         self.times: list[float] = []
         self.cpu: list[float] = []  # this thread's CPU seconds after each request
@@ -232,7 +250,12 @@ class LookupLoop(threading.Thread):
         client = Client(self.port)
         deadline = time.monotonic() + self.limit
         try:
+            began = time.monotonic()
             while not self.halt.is_set() and time.monotonic() < deadline and len(self.times) < self.most:
+                if self.rate:  # paced: the next request when its turn comes, not before
+                    wait = began + len(self.times) / self.rate - time.monotonic()
+                    if wait > 0:
+                        self.halt.wait(wait)
                 self.times.append(client.lookup(self.subjects[len(self.times) % len(self.subjects)]))
                 self.cpu.append(time.thread_time())
         except BaseException as exc:  # SystemExit from a wrong answer too: raised again by the main thread
@@ -242,7 +265,7 @@ class LookupLoop(threading.Thread):
 
 
 def measured_dnsperf(server: Server, queries: Path, seconds: int, rate: int | None) -> dict:
-    """One dnsperf run, with the CPU the DNS worker and the primary used during it (% of one core)."""
+    """One dnsperf run, with the CPU the DNS worker, the primary and dnsperf used during it (% of one core)."""
     worker, primary = cpu_seconds(server.worker), cpu_seconds(server.proc.pid)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -274,9 +297,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100_000, help="queries in dnsperf's file (it loops over them)")
     parser.add_argument("--db", type=Path, help="copy this store (read only) instead of filling a new one")
     parser.add_argument("--rate", type=int, help="pace dnsperf at this many qps (default: as fast as answered)")
+    parser.add_argument("--pages", type=float, help="pace the loaded runs' lookups at this many a second "
+                                                     "(default: back to back, as fast as answered)")
     parser.add_argument("--layout", choices=LAYOUTS, default="server",
                         help="which core runs what: " + "; ".join(f"{k}: {v}" for k, v in LAYOUT_WORDS.items()))
     args = parser.parse_args()
+    if min(args.rounds, args.requests, args.seconds, args.queries) < 1:
+        parser.error("--rounds, --requests, --seconds and --queries take 1 or more")
     if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
         args.layout = "none"
     primary_core, worker_core, client_core = LAYOUTS[args.layout]
@@ -305,10 +332,12 @@ def main() -> None:
         policy = load_policy(work / "policy")
         ordinary = ordinary_address(policy, args.seed + 2)
         store = ListingStore(db)
-        store.add([Entry(parse_subject(a)) for a in (SHARED, ordinary)], zone=ZONE, actor="bench", reason="bench",
-                  expires=None)
+        added, _ = store.add([Entry(parse_subject(a)) for a in (SHARED, ordinary)], zone=ZONE, actor="bench",
+                             reason="bench", expires=None)
         store.close()
-        print(f"store: {made} and the two looked up, in {time.perf_counter() - started:.0f} s", flush=True)
+        listed = {a: neighbours(db, a) for a in (SHARED, ordinary)}
+        print(f"store: {made}; of the two to look up {added} newly listed, {2 - added} listed already; "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
         queries = work / "queries.txt"
         drawn = write_queries(queries, db, args.queries, args.seed)
 
@@ -325,12 +354,13 @@ def main() -> None:
                 answer = server.answer(subject)
                 if not answer:
                     raise SystemExit(f"{subject} ({space}) is not listed in DNS: it answers nothing")
-                subjects[subject] = f"{space}, DNS {'/'.join(sorted(answer))}"
+                subjects[subject] = f"{space}, DNS {'/'.join(sorted(answer))}, {listed[subject]} listed in its /24"
 
             # 1. Render time, DNS idle.
             print(f"\nGET /lookup?q=SUBJECT, a listed address: {args.requests} requests one after another on one "
                   f"keep-alive connection, after {WARM} not counted; DNS idle; the full response at the client:")
-            print(f"{'subject':16} {'space':48} {'median ms':>9} {'p99 ms':>8} {'first ms':>8} {'KiB':>6}")
+            width = max(len(words) for words in subjects.values())
+            print(f"{'subject':16} {'space, answer':{width}} {'median ms':>9} {'p99 ms':>8} {'first ms':>8} {'KiB':>6}")
             client = Client(server.http)
             try:
                 for subject, space in subjects.items():
@@ -339,7 +369,7 @@ def main() -> None:
                         client.lookup(subject)
                     times = [client.lookup(subject) for _ in range(args.requests)]
                     median, p99 = ms(times)
-                    print(f"{subject:16} {space:48} {median:9.2f} {p99:8.2f} {first * 1000:8.1f} "
+                    print(f"{subject:16} {space:{width}} {median:9.2f} {p99:8.2f} {first * 1000:8.1f} "
                           f"{client.size / 1024:6.1f}",
                           flush=True)
             finally:
@@ -349,7 +379,9 @@ def main() -> None:
             print(f"\ndnsperf on 127.0.0.1:{server.dns}, {args.seconds} s a run "
                   + (f"paced at {args.rate:,} qps" if args.rate else "as fast as answered")
                   + f", {args.queries:,} queries (half listed, drawn from {drawn:,}; 10% TXT); idle: HTTP idle, "
-                  "loaded: one client's lookups back to back (the two subjects in turn)")
+                  "loaded: one client's lookups "
+                  + (f"at {args.pages:g} a second" if args.pages else "back to back")
+                  + " (the two subjects in turn)")
             print(f"{'':49} {'idle/loaded':>11} {'CPU % of a core, idle/loaded (client: loaded)':>45}")
             print(f"{'round':>6} {'idle qps':>9} {'loaded qps':>10} {'loaded/idle':>11} {'lookups/s':>9} "
                   f"{'lookup ms':>9} {'DNS ms':>11} {'DNS worker':>11} {'primary':>9} {'dnsperf':>9} "
@@ -357,7 +389,7 @@ def main() -> None:
             ratios = []
             for r in range(args.rounds):
                 idle = measured_dnsperf(server, queries, args.seconds, args.rate)
-                loop = LookupLoop(server.http, list(subjects), limit=args.seconds + 60)
+                loop = LookupLoop(server.http, list(subjects), limit=args.seconds + 60, rate=args.pages)
                 loop.start()
                 try:
                     while not loop.cpu and loop.is_alive():  # requests flowing before dnsperf starts

@@ -189,7 +189,8 @@ def delist() -> None:
               help="Which requests: the open queue, closed ones, or all.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def delist_list(db, policy, zones, state, as_json) -> None:
-    """List delisting requests, oldest first: id, state, zone, subject, email, when, reason.
+    """List delisting requests and vendors' false positive disputes, oldest first: id, state, zone,
+    subject, email (a dispute's vendor), when, reason. Both close with rbl delist close.
 
     \b
     Example:
@@ -209,7 +210,7 @@ def delist_list(db, policy, zones, state, as_json) -> None:
     for r in rows:
         listed = " ".join(r.listed_as.get("codes", [])) or ",".join(r.listed_as.get("listings", [])) or "-"
         closed = f"{r.resolution} at {r.closed_at} by {r.closed_by}: {r.note}" if r.state == "closed" else "-"
-        click.echo("\t".join([str(r.id), r.state, r.zone, r.subject, r.email, r.created_at, listed,
+        click.echo("\t".join([str(r.id), r.state, r.zone, r.subject, r.email or r.client, r.created_at, listed,
                               " ".join(r.reason.split()), " ".join(closed.split())]))
 
 

@@ -71,7 +71,10 @@ _DELIST_REQUEST = {
                    "resolution": {"type": "string", "enum": list(RESOLUTIONS), "nullable": True},
                    "note": {"type": "string", "nullable": True},
                    "closed_at": {"type": "string", "format": "date-time", "nullable": True},
-                   "closed_by": {"type": "string", "nullable": True}},
+                   "closed_by": {"type": "string", "nullable": True},
+                   "kind": {"type": "string", "enum": ["request", "dispute"],
+                            "description": "request: someone asked for review; dispute: the vendor (client "
+                                           "vendor:NAME) reported a false positive; both close the same way"}},
 }
 METRICS_EXAMPLE = """\
 # HELP rbl_dns_queries_total DNS queries answered, by zone (empty: none of ours), response code and the codes of the name's answer (none: not listed).

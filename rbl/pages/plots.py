@@ -58,7 +58,7 @@ def score_plot(days: Sequence[Day], first: dt.date, last: dt.date, cooperative: 
     axes.set_ylim(-0.05, 1.05)
     axes.set_ylabel("score")
     _axis(axes, first, last)
-    axes.legend(loc="lower left", fontsize=7, frameon=False, ncols=3)
+    axes.legend(loc="center left", fontsize=7, frameon=False, ncols=3)  # the band between the thresholds
     return _svg(figure)
 
 

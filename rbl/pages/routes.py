@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -54,7 +55,7 @@ SIGNIN_LIMITER = web.AppKey("signin_limiter", RateLimiter)
 SIGNIN_RATE, SIGNIN_BURST = 30 / 3600, 10  # per client: guessing a 256-bit token is hopeless; this is for load
 MAX_LISTED_SHOWN = 200  # a vendor's listed addresses on its dashboard
 HISTORY_DAYS = 365  # the plots reach back at most this far
-JSON_PATHS = ("/v1/", "/metrics", "/openapi.json")  # the API answers JSON, errors included
+API = re.compile(r"/v[0-9]+(/|$)|/metrics$|/openapi\.json$")  # the API answers JSON, errors included
 
 # No script at all; styles and images from this server only; forms post here only.
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -63,7 +64,7 @@ SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'
 
 
 def _is_page(path: str) -> bool:
-    return not path.startswith(JSON_PATHS)
+    return API.match(path) is None
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

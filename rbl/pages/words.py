@@ -21,7 +21,7 @@ from rbl.zone.config import CLOUD_CODES, ZoneConfig
 
 # name: (meaning, what a receiver should do)
 MEANINGS: dict[str, tuple[str, str]] = {
-    "block": ("direct evidence of abuse from this address", "reject (5xx)"),
+    "block": ("direct evidence of abuse from this address or domain", "reject (5xx)"),
     "block-range": ("escalated: an owner-accountable range with many listed addresses", "reject (5xx)"),
     "throttle": ("a listed address in shared space whose vendor is remediating",
                  "defer (4xx), rate-limit or score"),
@@ -81,9 +81,10 @@ def describe_code(address: str, zone: ZoneConfig, policy: Policy) -> Code:
 
 
 def code_table(zones: list[ZoneConfig], policy: Policy) -> list[tuple[ZoneConfig, list[Code]]]:
-    """Every zone's codes in words, for the home page."""
-    return [(zone, [describe_code(address, zone, policy) for address in zone_codes(zone, policy).values()])
-            for zone in zones]
+    """Every zone's codes in words, for the home page: a zone that names codes of its own (the DKIM
+    zone) shows those; the others every code they may answer."""
+    return [(zone, [describe_code(address, zone, policy)
+                    for address in (zone.codes or zone_codes(zone, policy)).values()]) for zone in zones]
 
 
 def when(text: str | None, now: dt.datetime) -> str:

@@ -55,6 +55,7 @@ class SnapshotSource:
         self.standing = None  # the vendors' tiers the current snapshot was compiled with
         self._scored_at = 0.0
         self._scoring = 0.0  # seconds the last scoring took
+        self._recorded = None  # the vendors' day last written to their history
         self.last_kind = "full"  # of the last snapshot built: full or patch
 
     def _fingerprint(self, policy: Policy | None = None) -> tuple:
@@ -195,7 +196,11 @@ class SnapshotSource:
     def _score(self, zones: list, policy: Policy, now) -> Standing:
         """The vendors' standing now, kept as today's in their history (the dashboard's plots)."""
         standing = vendor_standing(self.store, zones, policy, now)
-        VendorHistory(self.store).record(now, standing.scores, standing.listed)
+        day = (now.date(), {v: (s.tier, s.score, s.cases, s.remediated_in_time, s.overdue, s.open)
+                            for v, s in standing.scores.items()}, standing.listed)
+        if day != self._recorded:  # scored every few seconds: written only when the day's numbers move
+            VendorHistory(self.store).record(now, standing.scores, standing.listed)
+            self._recorded = day
         return standing
 
     def _standing_moved(self, now) -> bool:
