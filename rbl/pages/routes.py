@@ -21,6 +21,7 @@ carries the security headers of :func:`security_headers`.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import math
 import re
@@ -31,7 +32,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from rbl.addresses import DOMAIN, parse_subject
+from rbl.addresses import DOMAIN, IP4, parse_subject
 from rbl.errors import SubjectError
 from rbl.explain import explain
 from rbl.http.app import DELIST_LIMITER, READS, SERVED, listed_as, vendor_record
@@ -40,7 +41,7 @@ from rbl.pages import forms
 from rbl.pages.plots import listed_plot, score_plot
 from rbl.pages.words import ERRORS, code_table, describe_code, lookup_view, query_examples, when
 from rbl.policy.delisting import MAX_SUBJECT, DelistError, next_steps, parse_close, parse_request
-from rbl.policy.standing import vendor_spans
+from rbl.policy.standing import range_ids, vendor_spans
 from rbl.store import ListingStore
 from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed
 from rbl.store.history import VendorHistory
@@ -52,6 +53,7 @@ log = logging.getLogger("rbl.pages")
 HERE = Path(__file__).parent
 SESSION = "rbl_session"
 SIGNIN_LIMITER = web.AppKey("signin_limiter", RateLimiter)
+FORM_KEY = web.AppKey("form_key", bytes)  # read once: the migration made it, nothing changes it
 SIGNIN_RATE, SIGNIN_BURST = 30 / 3600, 10  # per client: guessing a 256-bit token is hopeless; this is for load
 MAX_LISTED_SHOWN = 200  # a vendor's listed addresses on its dashboard
 HISTORY_DAYS = 365  # the plots reach back at most this far
@@ -86,7 +88,7 @@ def page(request: web.Request, template: str, context: dict, status: int = 200) 
     fresh = not forms.good_cookie(cookie)
     if fresh:
         cookie = forms.new_cookie()
-    key = SessionStore(request.app[SERVED].store).form_key()
+    key = request.app[FORM_KEY]
     context = {"signed_in": who, "field": lambda purpose: forms.sign(key, cookie, purpose), "field_name": forms.FIELD,
                "path": request.path, **context}
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
@@ -135,8 +137,8 @@ async def posted(request: web.Request, purpose: str) -> dict | web.Response:
     the field signed for this browser."""
     data = await request.post()
     if not forms.same_origin(request.headers.get("Origin"), request.scheme, request.host) \
-            or not forms.valid(SessionStore(request.app[SERVED].store).form_key(), request.cookies.get(forms.COOKIE),
-                               purpose, data.get(forms.FIELD)):
+            or not forms.valid(request.app[FORM_KEY], request.cookies.get(forms.COOKIE), purpose,
+                               data.get(forms.FIELD)):
         return problem(request, 403, "Form refused",
                        "This form was not sent from this site's own page (or the page is too old). "
                        "Open the page again and send the form from there.")
@@ -342,19 +344,15 @@ def _history(store: ListingStore, name: str, window: dt.timedelta) -> tuple[list
 
 def space_listings(store: ListingStore, policy, zones: tuple[str, ...], name: str) -> list[dict]:
     """The single addresses listed now in the vendor's space (the newest first, at most a few hundred)."""
-    import ipaddress as ipa
-
     now = store.clock()
     rules = policy.listing.remediation
     columns = store.case_columns(zones, now - rules.window, now, active=True,
                                  within=vendor_spans(policy.classification, [name]))
     ids = {i for i, r in enumerate(policy.classification.ranges) if r is not None and r.vendor == name}
-    from rbl.policy.standing import range_ids  # the deciding range of each address, as scoring uses it
-
     out = []
     for part in columns:
-        address = ipa.IPv4Address if part.kind == "ip4" else ipa.IPv6Address
-        owners = range_ids(policy.classification, part.kind, part.addresses)
+        address = ipaddress.IPv4Address if part.kind == IP4 else ipaddress.IPv6Address
+        owners = range_ids(policy.classification, part.kind, part.addresses)  # the deciding range, as scoring
         for i in range(len(part.addresses)):
             if part.active[i] and int(owners[i]) in ids:
                 opened = dt.datetime.fromtimestamp(int(part.opened[i]) // 1_000_000, dt.timezone.utc)
@@ -377,11 +375,10 @@ async def vendor(request: web.Request) -> web.Response:
         now = store.clock()
         for case in record["open_cases"]:
             opened = dt.datetime.fromisoformat(case["opened_at"])
-            case["opened"] = when(opened.strftime("%Y-%m-%dT%H:%M:%SZ"), now)
-            case["deadline"] = when((opened + rules.sla).strftime("%Y-%m-%dT%H:%M:%SZ"), now)
+            case["opened"], case["deadline"] = when(opened, now), when(opened + rules.sla, now)
         listed = space_listings(store, policy, zones, name)
         for row in listed:
-            row["since"] = when(row["opened"].strftime("%Y-%m-%dT%H:%M:%SZ"), now)
+            row["since"] = when(row["opened"], now)
         return {"record": record, "days": days[-60:], "since": since, "today": today, "listed": listed}
 
     view = await request.app[READS].run(read)
@@ -413,8 +410,8 @@ async def operator(request: web.Request) -> web.Response:
     queue = DelistStore(request.app[SERVED].store)
     now = request.app[SERVED].store.clock()
     rows = [{"row": row, "since": when(row.created_at, now)} for row in queue.list("open")]
-    closed = queue.get(int(request.query["closed"])) if request.query.get("closed", "").isdigit() \
-        and len(request.query["closed"]) < 18 else None
+    shown = request.query.get("closed", "")  # the one just closed, named at the top
+    closed = queue.get(int(shown)) if shown.isascii() and shown.isdigit() and len(shown) < 18 else None
     return page(request, "operator.html", {
         "requests": [r for r in rows if r["row"].kind == "request"],
         "disputes": [r for r in rows if r["row"].kind == "dispute"], "closed": closed})
@@ -451,13 +448,15 @@ async def static(request: web.Request) -> web.Response:
 
 
 def add_pages(app: web.Application) -> None:
-    """The pages beside the API of :func:`rbl.http.app.make_app` (before the application starts)."""
+    """The pages beside the API of :func:`rbl.http.app.make_app` with its state (before the
+    application starts)."""
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
                                autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined)
     env.globals["describe_code"] = describe_code
     app.middlewares.append(html_errors)
     app.on_response_prepare.append(security_headers)
     app[SIGNIN_LIMITER] = RateLimiter()
+    app[FORM_KEY] = SessionStore(app[SERVED].store).form_key()
     app.router.add_get("/", home)
     app.router.add_get("/lookup", lookup)
     app.router.add_post("/lookup/delist", delist)

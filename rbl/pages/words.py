@@ -87,11 +87,13 @@ def code_table(zones: list[ZoneConfig], policy: Policy) -> list[tuple[ZoneConfig
                     for address in (zone.codes or zone_codes(zone, policy)).values()]) for zone in zones]
 
 
-def when(text: str | None, now: dt.datetime) -> str:
-    """A stored time for people: the date and time in UTC, and how far from now."""
-    if not text:
+def when(moment: str | dt.datetime | None, now: dt.datetime) -> str:
+    """A time (as the store writes it, or a datetime) for people: the date and time in UTC, and how
+    far from now."""
+    if not moment:
         return "never"
-    moment = parse_timestamp(text)
+    if isinstance(moment, str):
+        moment = parse_timestamp(moment)
     delta = moment - now
     past = delta.total_seconds() < 0
     seconds = abs(int(delta.total_seconds()))
@@ -102,7 +104,7 @@ def when(text: str | None, now: dt.datetime) -> str:
             break
     else:
         span = "less than a minute"
-    return f"{moment:%Y-%m-%d %H:%M} UTC ({span} {'ago' if past else 'from now'})"
+    return f"{moment.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC ({span} {'ago' if past else 'from now'})"
 
 
 def query_examples(origin: str) -> list[tuple[str, str]]:

@@ -7,6 +7,11 @@ closes it, and refuses when a wider listing would still list the subject
 (:func:`still_listing`: how exclusions cut holes in listings, a fact of the
 listings themselves, not a rule of the policy). The request comes checked by
 :func:`rbl.policy.delisting.parse_request`.
+
+A vendor's false positive report (evidence ``false_positive``) queues a
+*dispute* beside the requests (:meth:`DelistStore.open_dispute`), closed the
+same way: delisted removes the listing; rejected keeps it and clears its
+false positive mark, so the case counts in the vendor's score again.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from rbl.store.listings import ListingStore
 
 _COLUMNS = ("id, zone, subject, reason, email, client, listed_as, created_at, state, resolution, note, "
             "closed_at, closed_by, kind")
-KINDS = ("request", "dispute")  # someone asked for review; a vendor reported a false positive
 
 
 class Request(Protocol):
@@ -61,7 +65,7 @@ class DelistRequest:
     note: str | None
     closed_at: str | None
     closed_by: str | None
-    kind: str = "request"
+    kind: str = "request"  # request: someone asked for review; dispute: a vendor reported a false positive
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -140,7 +140,8 @@ class EvidenceStore:
 
     def _dispute(self, conn, vendor: str, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> int:
         """A false positive report: the case leaves the vendor's score until the operator reviews
-        it; the listing itself stays (only the operator delists). Returns how many it marked."""
+        it, as a dispute in the delisting queue; the listing itself stays (only the operator
+        delists). Returns how many it marked."""
         changed = 0
         for old in self._covered(item, remediation.zones, stamp):
             if old.disputed_at is not None:
