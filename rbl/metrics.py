@@ -10,6 +10,7 @@ with the policy's and the zone's code names, only when shown.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -97,6 +98,9 @@ class Metrics:
     """The primary's counters and the workers' query totals."""
 
     def __init__(self) -> None:
+        # The HTTP thread reads (and counts evidence) while the primary's loop folds the workers'
+        # totals: every change and every reading under one lock, so no dict changes mid-iteration.
+        self._lock = threading.Lock()
         self._workers: dict[int, dict[Key, int]] = {}  # by worker: its latest totals
         self._retired: Counter = Counter()  # the last totals of workers that have exited
         self.evidence: Counter = Counter()  # (outcome, status, reason) -> submissions
@@ -111,14 +115,20 @@ class Metrics:
     # -- fed by the worker pool ----------------------------------------------------
 
     def worker_totals(self, worker: int, totals: dict[Key, int]) -> None:
-        self._workers[worker] = totals
+        with self._lock:
+            self._workers[worker] = totals
 
     def worker_gone(self, worker: int) -> None:
         """A worker exited: its last totals stay counted (they only grow)."""
-        self._retired.update(self._workers.pop(worker, {}))
+        with self._lock:
+            self._retired.update(self._workers.pop(worker, {}))
 
     def queries(self) -> Counter:
         """Every query answered by any worker since the primary started, by (zone, rcode, codes)."""
+        with self._lock:
+            return self._queries()
+
+    def _queries(self) -> Counter:
         total = Counter(self._retired)
         for totals in self._workers.values():
             total.update(totals)
@@ -127,31 +137,42 @@ class Metrics:
     # -- fed by the primary ----------------------------------------------------------
 
     def compiled(self, kind: str, seconds: float) -> None:
-        self.compiles[kind] += 1
-        self.compile_seconds[kind] = seconds
+        with self._lock:
+            self.compiles[kind] += 1
+            self.compile_seconds[kind] = seconds
+
+    def compile_failed(self) -> None:
+        with self._lock:
+            self.compile_failures += 1
 
     def source_fetched(self, source: str, status: str, listings: int | None = None) -> None:
         """One scheduled fetch of a listing source; ``listings`` after a good replace."""
-        self.sources[(source, status)] += 1
-        if status != "failed" and listings is not None:
-            self.source_listings[source] = listings
-            self.source_success[source] = time.time()
+        with self._lock:
+            self.sources[(source, status)] += 1
+            if status != "failed" and listings is not None:
+                self.source_listings[source] = listings
+                self.source_success[source] = time.time()
 
     def evidence_answered(self, status: int, reason: str, items: int = 0) -> None:
         """One ``POST /v1/evidence``: accepted (2xx, with the items newly stored) or rejected."""
         outcome = "accepted" if 200 <= status < 300 else "rejected"
-        self.evidence[(outcome, str(status), reason)] += 1
-        self.evidence_items += items
+        with self._lock:
+            self.evidence[(outcome, str(status), reason)] += 1
+            self.evidence_items += items
 
     # -- shown ---------------------------------------------------------------------------
 
     def families(self, snapshot: Snapshot | None = None, policy: Policy | None = None) -> list[Family]:
+        with self._lock:
+            return self._families(snapshot, policy)
+
+    def _families(self, snapshot: Snapshot | None, policy: Policy | None) -> list[Family]:
         names = zone_code_names(snapshot, policy)
         queries = Family("rbl_dns_queries_total", "counter",
                          "DNS queries answered, by zone (empty: none of ours), response code and the codes "
                          "of the name's answer (none: not listed).")
         merged: Counter = Counter()
-        for (zone, rcode, codes), count in self.queries().items():
+        for (zone, rcode, codes), count in self._queries().items():
             merged[(zone, RCODES.get(rcode, str(rcode)), code_names(codes, names.get(zone, names[""])))] += count
         for (zone, rcode, code), count in sorted(merged.items()):
             queries.samples.append(({"zone": zone, "rcode": rcode, "code": code}, count))

@@ -75,11 +75,18 @@ def _shown(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+# The HTTP side (pages and API) runs at this much lower priority than DNS and the primary's loop:
+# with DNS saturating a core, back-to-back pages at 0 cost DNS 60% of its qps, at 19 nothing
+# (bench/pages.py, 2 cores); without contention it changes nothing.
+HTTP_NICE = 19
+
+
 class Primary:
     """The snapshot source, its files, the DNS workers, transfers and HTTP, run together."""
 
-    def __init__(self, db: str, policy: str, zones: str):
+    def __init__(self, db: str, policy: str, zones: str, http_nice: int = HTTP_NICE):
         self.db_path = db
+        self.http_nice = http_nice  # added to the HTTP thread's niceness: DNS first under load
         self.policy_path, self.zones_path = policy, zones
         self.source = SnapshotSource(db, policy, zones)
         self.metrics = Metrics()
@@ -118,11 +125,11 @@ class Primary:
                 snapshot, path = await loop.run_in_executor(None, self._build_and_write, folder)
             except RblError as exc:
                 failed_on = fingerprint
-                self.metrics.compile_failures += 1
+                self.metrics.compile_failed()
                 log.error("keeping snapshot %s: %s", source.served.serial, exc)
                 continue
             except Exception:
-                self.metrics.compile_failures += 1
+                self.metrics.compile_failed()
                 log.exception("keeping snapshot %s after an unexpected error", source.served.serial)
                 await asyncio.sleep(1)
                 continue
@@ -257,14 +264,19 @@ class Primary:
                          snapshot.serial, snapshot.listings)
             if http is not None:
                 # Imported only when served: aiohttp costs a fifth of a second of every start.
-                from rbl.http.app import Served, make_app, start_http
+                from rbl.http.app import HttpThread, Served, make_app
                 from rbl.pages.routes import add_pages
 
                 # Its own connection: the HTTP routes read while the watcher compiles in a thread.
                 http_store = ListingStore(self.db_path)
-                app = make_app(Served(self.source, http_store, self.metrics))
-                add_pages(app)  # the HTML pages beside the API
-                runner, http_port = await start_http(app, *http)
+
+                def application():
+                    app = make_app(Served(self.source, http_store, self.metrics))
+                    add_pages(app)  # the HTML pages beside the API
+                    return app
+
+                runner = HttpThread(application, *http, nice=self.http_nice)
+                http_port = await loop.run_in_executor(None, runner.start)
                 log.info("HTTP on http://%s:%d/", _shown(http[0]), http_port)  # tests read the port from this line
             # Hold the port (port 0: pick it) until the workers have bound it beside us.
             udp, tcp, bound = bind_pair(host, port)
@@ -291,7 +303,7 @@ class Primary:
             await pool.stop()
         finally:
             if runner is not None:
-                await runner.cleanup()
+                await loop.run_in_executor(None, runner.stop)
             if http_store is not None:
                 http_store.close()
             self.source.close()

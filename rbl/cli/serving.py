@@ -20,8 +20,12 @@ from rbl.cli.base import CONTEXT_SETTINGS, cli, locations
               help="DNS worker processes sharing the port (SO_REUSEPORT) and one mapped snapshot.")
 @click.option("--http", "http", default=HTTP_DEFAULT, show_default=True,
               help="Address and port for the HTTP API (GET /v1/lookup/SUBJECT); port 0 picks one; 'off': none.")
+@click.option("--http-nice", type=click.IntRange(0, 19), default=None,
+              help="How much lower the HTTP side's CPU priority is than DNS's (0 to 19; default 19): "
+                   "under load DNS answers first, pages and API calls take what is left.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every snapshot and more.")
-def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, verbose: bool) -> None:
+def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, http_nice: int | None,
+          verbose: bool) -> None:
     """Answer DNS queries for every zone, from a snapshot kept fresh from the store.
 
     A listing added with the CLI while the server runs is answered within a
@@ -34,14 +38,14 @@ def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, v
         curl http://127.0.0.1:8080/v1/lookup/127.0.0.2
     """
     from rbl.addresses import parse_endpoint
-    from rbl.primary import Primary
+    from rbl.primary import HTTP_NICE, Primary
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("rbl").setLevel(logging.INFO)
     host, port = parse_endpoint(dns, 53)
     http_endpoint = None if http == "off" else parse_endpoint(http, 80)
-    primary = Primary(db, policy, zones)
+    primary = Primary(db, policy, zones, HTTP_NICE if http_nice is None else http_nice)
     try:
         asyncio.run(primary.run(host, port, workers, http_endpoint))
     except OSError as exc:

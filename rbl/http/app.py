@@ -19,9 +19,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -455,6 +456,60 @@ def make_app(service: Served | None) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     return app
+
+
+class HttpThread:
+    """The HTTP side in a thread of its own, with its own event loop, at a lower CPU priority.
+
+    DNS answers are what a blocklist is for: under load, the DNS workers and the primary's
+    own loop (publishing snapshots, supervising workers) come first, and pages and API calls
+    take what CPU is left (``nice`` added to this thread's niceness, and so to the read
+    threads it starts: Linux keeps a niceness per thread). Without contention nothing is
+    slower. The application is made in the thread by ``make``, so everything it starts
+    belongs to that loop.
+    """
+
+    def __init__(self, make: Callable[[], web.Application], host: str, port: int, nice: int = 0):
+        self._make, self._host, self._port, self._nice = make, host, port, nice
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready: Future = Future()
+
+    def start(self, timeout: float = 60) -> int:
+        """Start serving; the bound port. Raises what starting raised (a port in use...)."""
+        self._thread = threading.Thread(target=self._run, name="rbl-http", daemon=True)
+        self._thread.start()
+        return self._ready.result(timeout)
+
+    def _run(self) -> None:
+        if self._nice:
+            try:
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self._nice)
+            except OSError as exc:  # not Linux, or refused: serve at the primary's priority
+                log.warning("HTTP keeps the primary's CPU priority: %s", exc)
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            runner, port = loop.run_until_complete(start_http(self._make(), self._host, self._port))
+        except BaseException as exc:
+            loop.close()
+            self._ready.set_exception(exc)
+            return
+        self._loop = loop
+        self._ready.set_result(port)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())  # the application's cleanup closes its read threads
+            loop.close()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop serving and clean the application up (from any thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
