@@ -7,6 +7,7 @@ Run by hand (a few minutes with the defaults, most of it filling the store):
     .venv/bin/python bench/pages.py --db /path/to/rbl.db   # a copy of that store, not a new one
     .venv/bin/python bench/pages.py --rate 20000     # dnsperf paced: does DNS keep up, not how fast it goes
     .venv/bin/python bench/pages.py --pages 50       # a busy public lookup page, not a flood
+    .venv/bin/python bench/pages.py --http-nice 0    # HTTP at DNS's own priority: what pages cost DNS then
 
 It copies the shipped demo policy and zones into a temporary folder, fills a
 new store with seeded listings as bench/policy.py does (a third in vendor
@@ -148,8 +149,9 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     """``rbl serve`` on a store, a policy and zones of its own, its log in a file."""
 
-    def __init__(self, work: Path, layout: tuple[int | None, int | None]):
+    def __init__(self, work: Path, layout: tuple[int | None, int | None], http_nice: int | None = None):
         self.work, (self.primary_core, self.worker_core) = work, layout
+        self.http_nice = http_nice
         self.dns, self.http = free_port(), free_port()
         self.log = work / "serve.log"
         self.proc: subprocess.Popen | None = None
@@ -161,7 +163,8 @@ class Server:
             self.proc = subprocess.Popen(
                 [*pin, sys.executable, "-m", "rbl", "serve", "--db", str(self.work / "rbl.db"),
                  "--policy", str(self.work / "policy"), "--zones", str(self.work / "zones"),
-                 "--dns", f"127.0.0.1:{self.dns}", "--http", f"127.0.0.1:{self.http}"],
+                 "--dns", f"127.0.0.1:{self.dns}", "--http", f"127.0.0.1:{self.http}",
+                 *([] if self.http_nice is None else ["--http-nice", str(self.http_nice)])],
                 cwd=self.work, stdout=subprocess.DEVNULL, stderr=out)
         deadline = time.monotonic() + timeout
         while not re.search(r"DNS on \S+:(\d+)", self.text()):
@@ -299,6 +302,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, help="pace dnsperf at this many qps (default: as fast as answered)")
     parser.add_argument("--pages", type=float, help="pace the loaded runs' lookups at this many a second "
                                                      "(default: back to back, as fast as answered)")
+    parser.add_argument("--http-nice", type=int, help="rbl serve --http-nice (default: rbl's own, 19)")
     parser.add_argument("--layout", choices=LAYOUTS, default="server",
                         help="which core runs what: " + "; ".join(f"{k}: {v}" for k, v in LAYOUT_WORDS.items()))
     args = parser.parse_args()
@@ -341,7 +345,7 @@ def main() -> None:
         queries = work / "queries.txt"
         drawn = write_queries(queries, db, args.queries, args.seed)
 
-        server = Server(work, (primary_core, worker_core))
+        server = Server(work, (primary_core, worker_core), args.http_nice)
         try:
             started = time.perf_counter()
             served = server.start()

@@ -407,3 +407,20 @@ def test_every_page_carries_the_security_headers_and_no_script(site):
     assert status == 404 and json.loads(body)["error"]
     status, _, body = site.fetch("GET", "/v1/lookup/3.5.141.7")
     assert status == 200 and json.loads(body)["zones"]["bl.example"]["codes"] == ["127.0.0.2"]
+
+
+def test_the_http_side_yields_to_dns(site):
+    """Pages and the API run at nice 19 in threads of their own; the DNS workers and the primary's
+    loop at the niceness they started with, so under load DNS answers first (bench/pages.py)."""
+    assert site.fetch("GET", "/lookup?q=3.5.141.7")[0] == 200  # the read threads exist now
+
+    def nice(stat: Path) -> int:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[16])  # field 19 of /proc/PID/stat
+
+    pid = site.server.proc.pid
+    threads = {int(task.name): nice(task / "stat") for task in Path(f"/proc/{pid}/task").iterdir()}
+    base = threads[pid]  # the main thread: the event loop that publishes snapshots
+    assert sorted(set(threads.values())) == [base, min(19, base + 19)], threads
+    assert sum(value != base for value in threads.values()) >= 2  # the HTTP loop and a read thread
+    workers = site.server.children()
+    assert workers and all(nice(Path(f"/proc/{worker}/stat")) == base for worker in workers)
