@@ -27,7 +27,8 @@ RFC 5782 test point, then measures:
    again while a client thread requests /lookup back to back (the two
    addresses in turn): qps of both, the ratio loaded / idle, the lookups' rate
    and median during the loaded run, DNS mean latency, and the CPU the DNS
-   worker, the primary (HTTP), dnsperf and the lookup client used.
+   worker, the primary (HTTP), dnsperf and the lookup client used; and during
+   each loaded run, a new listing every 2 s and the seconds until DNS answers it.
 
 It prints every round and the median ratio. A lookup answered other than 200
 with the subject shown as listed stops the run with the server's answer.
@@ -267,6 +268,35 @@ class LookupLoop(threading.Thread):
             client.close()
 
 
+class AddLoop(threading.Thread):
+    """While the loaded run goes on: every 2 s a new listing through the store, and the seconds
+    until DNS answers it (the primary's own loop publishing while pages and DNS compete)."""
+
+    def __init__(self, server: "Server", db: Path, first: int):
+        super().__init__(daemon=True)
+        self.server, self.db, self.next = server, db, first
+        self.halt = threading.Event()
+        self.lags: list[float] = []
+
+    def run(self) -> None:
+        from rbl.addresses import parse_subject
+        from rbl.store import ListingStore
+        from rbl.store.listings import Entry
+
+        store = ListingStore(self.db)
+        try:
+            while not self.halt.wait(2):
+                address = f"198.18.{self.next // 250}.{self.next % 250 + 1}"  # RFC 2544 space: none of the bench's
+                self.next += 1
+                started = time.monotonic()
+                store.add([Entry(parse_subject(address))], zone=ZONE, actor="bench", expires=None)
+                while not self.server.answer(address) and time.monotonic() - started < 20:
+                    time.sleep(0.01)
+                self.lags.append(time.monotonic() - started)
+        finally:
+            store.close()
+
+
 def measured_dnsperf(server: Server, queries: Path, seconds: int, rate: int | None) -> dict:
     """One dnsperf run, with the CPU the DNS worker, the primary and dnsperf used during it (% of one core)."""
     worker, primary = cpu_seconds(server.worker), cpu_seconds(server.proc.pid)
@@ -390,20 +420,25 @@ def main() -> None:
             print(f"{'round':>6} {'idle qps':>9} {'loaded qps':>10} {'loaded/idle':>11} {'lookups/s':>9} "
                   f"{'lookup ms':>9} {'DNS ms':>11} {'DNS worker':>11} {'primary':>9} {'dnsperf':>9} "
                   f"{'client':>6} {'lost':>9}")
-            ratios = []
+            ratios, lags = [], []
             for r in range(args.rounds):
                 idle = measured_dnsperf(server, queries, args.seconds, args.rate)
                 loop = LookupLoop(server.http, list(subjects), limit=args.seconds + 60, rate=args.pages)
+                adds = AddLoop(server, db, first=r * 100)
                 loop.start()
                 try:
                     while not loop.cpu and loop.is_alive():  # requests flowing before dnsperf starts
                         time.sleep(0.01)
                     mark, began = len(loop.cpu), time.monotonic()
+                    adds.start()
                     loaded = measured_dnsperf(server, queries, args.seconds, args.rate)
                     end, wall = len(loop.cpu), time.monotonic() - began
                 finally:
                     loop.halt.set()
+                    adds.halt.set()
                     loop.join(60)
+                    adds.join(60)
+                lags.extend(adds.lags)
                 if loop.failed is not None:
                     raise loop.failed
                 if end <= mark:
@@ -419,6 +454,9 @@ def main() -> None:
                       flush=True)
             print(f"{'median':>6} {'':9} {'':10} {statistics.median(ratios):11.3f}   "
                   f"(every round: {', '.join(f'{x:.3f}' for x in ratios)})")
+            if lags:
+                print(f"listing add to DNS answer during the loaded runs ({len(lags)} adds, one every 2 s): median "
+                      f"{statistics.median(lags):.2f} s, max {max(lags):.2f} s")
         finally:
             server.stop()
 

@@ -5,7 +5,9 @@ The routes are functions over the application's state (:func:`make_app`):
 :data:`READS`, threads with read connections of their own, where the heavy
 reads (lookups, the vendor view, what a delisting request is about) run off
 the event loop. Token checks and writes (listings, evidence, delisting
-requests) are short and run on the loop, on the routes' store.
+requests) are short and run on the loop, on the routes' store. The loop is
+the HTTP side's own, in a thread at a lower CPU priority than DNS
+(:class:`HttpThread`).
 
 Every error is JSON, a message naming the problem (and the field or item), never
 an HTML page or a traceback: 4xx for the request, 503 before the first
