@@ -90,7 +90,7 @@ def page(request: web.Request, template: str, context: dict, status: int = 200) 
         cookie = forms.new_cookie()
     key = request.app[FORM_KEY]
     context = {"signed_in": who, "field": lambda purpose: forms.sign(key, cookie, purpose), "field_name": forms.FIELD,
-               "path": request.path, **context}
+               **context}
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     if fresh:
         response.set_cookie(forms.COOKIE, cookie, httponly=True, samesite="Strict", secure=request.secure, path="/")
@@ -260,7 +260,8 @@ async def delist(request: web.Request) -> web.Response:
     try:
         wanted = parse_request(body, {zone.config.origin: zone.config.serves for zone in current.zones.values()})
     except DelistError as exc:
-        return problem(request, exc.status, "Request not sent", str(exc), q=body.get("subject", "")[:MAX_SUBJECT])
+        typed = body.get("subject", "")[:MAX_SUBJECT]
+        return problem(request, exc.status, "Request not sent", str(exc), q=typed if typed.isprintable() else "")
     zones = [zone.config for zone in current.zones.values()]
     listed = await request.app[READS].run(lambda store: listed_as(store, zones, policy, standing, wanted))
     if not listed["codes"] and not listed["listings"]:
