@@ -214,6 +214,43 @@ class Metrics:
             ]
         return families
 
-    def text(self, snapshot: Snapshot | None = None, policy: Policy | None = None) -> str:
-        """The exposition; code names from ``policy`` and the zones of ``snapshot``."""
-        return render(self.families(snapshot, policy))
+    def text(self, snapshot: Snapshot | None = None, policy: Policy | None = None,
+             notices: list[Family] | None = None) -> str:
+        """The exposition; code names from ``policy`` and the zones of ``snapshot``; ``notices``:
+        :func:`notice_families`, read from the store (other processes write the outbox too)."""
+        return render(self.families(snapshot, policy) + (notices or []))
+
+
+@dataclass(frozen=True)
+class ChannelFigures:
+    """One vendor's channel as the store says: what :func:`notice_families` shows."""
+
+    vendor: str
+    channel: str
+    delivered: int
+    attempts: int
+    oldest_undelivered: float | None  # seconds since the oldest event not delivered yet was written
+    failing: bool
+
+
+def notice_families(written: dict[str, int], channels: list[ChannelFigures]) -> list[Family]:
+    """The outbox in metrics: events written per vendor; per vendor and channel, events
+    delivered, failed attempts, the oldest undelivered event's age and whether it is failing."""
+    def per_channel(name: str, kind: str, text: str, value) -> Family:
+        return Family(name, kind, text, [({"vendor": c.vendor, "channel": c.channel}, value(c)) for c in channels])
+
+    return [
+        Family("rbl_notice_events_total", "counter", "Notices written to the outbox, per vendor (its newest id).",
+               [({"vendor": vendor}, count) for vendor, count in sorted(written.items())]),
+        per_channel("rbl_notice_delivered_total", "counter", "Notices a vendor's channel accepted.",
+                    lambda c: c.delivered),
+        per_channel("rbl_notice_failed_attempts_total", "counter",
+                    "Delivery attempts that failed (an error status, a timeout, a refused connection).",
+                    lambda c: c.attempts),
+        per_channel("rbl_notice_oldest_undelivered_seconds", "gauge",
+                    "Age of the oldest notice the channel has not accepted yet (0: none waits).",
+                    lambda c: float(c.oldest_undelivered or 0.0)),
+        per_channel("rbl_notice_failing", "gauge",
+                    "1 while the channel has been down longer than its failing_after; its notices wait.",
+                    lambda c: int(c.failing)),
+    ]

@@ -31,7 +31,9 @@ from rbl.dns.pool import WorkerPool
 from rbl.dns.server import bind_pair
 from rbl.errors import RblError
 from rbl.metrics import Metrics
+from rbl.delivery.courier import Courier, Relay
 from rbl.policy.listing import load_listing_policy
+from rbl.policy.notices import Notices
 from rbl.policy.sources import Source, fetch_source, load_sources, replace_from
 from rbl.store import ListingStore
 from rbl.transfer.publish import TransferPublisher
@@ -84,8 +86,9 @@ HTTP_NICE = 19
 class Primary:
     """The snapshot source, its files, the DNS workers, transfers and HTTP, run together."""
 
-    def __init__(self, db: str, policy: str, zones: str, http_nice: int = HTTP_NICE):
+    def __init__(self, db: str, policy: str, zones: str, http_nice: int = HTTP_NICE, relay: Relay | None = None):
         self.db_path = db
+        self.relay = relay  # where vendors' email digests go; None: they wait
         self.http_nice = http_nice  # added to the HTTP thread's niceness: DNS first under load
         self.policy_path, self.zones_path = policy, zones
         self.source = SnapshotSource(db, policy, zones)
@@ -172,7 +175,7 @@ class Primary:
             expiry = load_listing_policy(self.policy_path).expiry
             # Off the event loop: a million-line replace takes seconds; DNS and HTTP go on.
             done = await asyncio.get_running_loop().run_in_executor(
-                None, replace_from, source, self.db_path, zone, expiry, result)
+                None, replace_from, source, self.db_path, zone, expiry, result, self._notices())
         except Exception as exc:  # one source's failure never stops the others or the server
             self.metrics.source_fetched(source.name, "failed")
             log.error("source %s: the last good listings stay: %s", source.name, exc)
@@ -184,6 +187,18 @@ class Primary:
         self.metrics.source_fetched(source.name, result.status, done.added + done.refreshed)
         log.info("source %s: %s (%s): %d added, %d refreshed, %d removed", source.name, result.status,
                  result.detail, done.added, done.refreshed, done.removed)
+
+    def _notices(self) -> Notices:
+        """The notices hook for this server's writes: the vendors of the policy in force."""
+        return Notices(lambda: self.source.policy)
+
+    def _standing(self) -> tuple:
+        """What the courier compares time-driven events with: the tiers, the dense ranges of the
+        last full compile and the zones that serve listings."""
+        source = self.source
+        served = source.served
+        zones = tuple(z.config.origin for z in (served.zones.values() if served else ()) if z.config.serves == "listings")
+        return source.standing, source.dense, zones
 
     def _serving_folder(self) -> tuple[Path, int | None]:
         """Where snapshots and transfer versions live: beside the store (``rbl.db``: ``rbl.serve/``),
@@ -269,6 +284,7 @@ class Primary:
 
                 # Its own connection: the HTTP routes read while the watcher compiles in a thread.
                 http_store = ListingStore(self.db_path)
+                http_store.notices = self._notices()
 
                 def application():
                     app = make_app(Served(self.source, http_store, self.metrics))
@@ -293,7 +309,8 @@ class Primary:
                 loop.add_signal_handler(sig, stop.set)
             self.publisher = TransferPublisher(folder / TRANSFER_FOLDER)
             self.publisher.offer(snapshot, path)  # a kept one's version is on disk: nothing to render
-            tasks = [asyncio.create_task(pool.supervise())]
+            courier = Courier(self.db_path, lambda: self.source.policy, self.relay, self._standing)
+            tasks = [asyncio.create_task(pool.supervise()), asyncio.create_task(courier.run())]
             if kept is None or await self._first_compile(folder, pool, stop):
                 tasks += [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(self.mirror())]
             await stop.wait()

@@ -26,6 +26,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("rbl.transfer",),
     ("rbl.dns",),
     ("rbl.metrics",),
+    ("rbl.delivery",),
     ("rbl.http",),
     ("rbl.pages",),
     ("rbl.primary",),

@@ -97,6 +97,38 @@ def expiry_of(text: str | None, policy: str) -> dict:
         raise RblError(f"--expires: {exc}") from None
 
 
+def writing_store(db: str, policy: str):
+    """The store for a command that changes listings, with the vendors' notices hooked in: every
+    change in a vendor's space writes its event in the change's own transaction. No policy folder:
+    no vendors, no notices; a broken one stops the command before it writes anything."""
+    from rbl.store import ListingStore
+
+    store = ListingStore(db)
+    store.notices = notices_of(policy)
+    return store
+
+
+def notices_of(policy: str):
+    """The notices hook for the policy folder ``policy`` (None: no folder, so no vendors).
+
+    A broken folder does not stop listings: the change records that its notices are owed,
+    and rbl serve writes them from its last good policy.
+    """
+    from pathlib import Path
+
+    from rbl.errors import ConfigError
+    from rbl.policy.notices import Notices
+    from rbl.policy.vendors import load_policy
+
+    if not Path(policy).is_dir():
+        return None
+    try:
+        return Notices(load_policy(policy))
+    except ConfigError as exc:
+        click.echo(f"rbl: warning: {exc}; the vendors' notices of this change are left to rbl serve", err=True)
+        return Notices(None)
+
+
 @click.group(cls=RblGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="rbl")
 def cli() -> None:

@@ -10,7 +10,8 @@ import click
 from rbl.errors import RblError
 from rbl.store import ListingStore
 from rbl.store.listings import Entry
-from rbl.cli.base import CONTEXT_SETTINGS, actor_name, code_of, expiry_of, subjects_of, one_zone, cli, locations
+from rbl.cli.base import (CONTEXT_SETTINGS, actor_name, cli, code_of, expiry_of, locations, one_zone, subjects_of,
+                          writing_store)
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
@@ -48,7 +49,7 @@ def listing_add(db, policy, zones, subjects, zone, category, reason, expires, so
     origin = one_zone(zones, zone)
     lifetime = expiry_of(expires, policy)
     code = code_of(code)
-    store = ListingStore(db)
+    store = writing_store(db, policy)
     added, refreshed = store.add(
         [Entry(subject, exclude=exclude, code=code) for subject in parsed], zone=origin, actor=actor_name(),
         category=category, reason=reason, source=source, **lifetime,
@@ -69,7 +70,7 @@ def listing_remove(db, policy, zones, subjects, zone) -> None:
     """
     parsed = subjects_of(subjects)
     origin = one_zone(zones, zone)
-    count = ListingStore(db).remove(parsed, zone=origin, actor=actor_name())
+    count = writing_store(db, policy).remove(parsed, zone=origin, actor=actor_name())
     click.echo(f"{origin}: {count} removed")
 
 
@@ -152,7 +153,7 @@ def listing_import(db, policy, zones, file, fmt, zone, category, reason, source,
     origin = one_zone(zones, zone)
     lifetime = expiry_of(expires, policy)
     fmt = fmt or formats.guess_format(file)
-    store = ListingStore(db)
+    store = writing_store(db, policy)
     rows = formats.read_rows(file, fmt)
     about = {"file": str(Path(file).resolve()), "sha256": formats.digest(file), "format": fmt}
     kwargs = dict(zone=origin, actor=actor_name(), category=category, reason=reason,
@@ -238,7 +239,7 @@ def delist_close(db, policy, zones, request_id, resolution, note) -> None:
         resolution, note = parse_close({"resolution": resolution, "note": note})
     except DelistError as exc:
         raise RblError(f"--{exc}") from None
-    closed, removed = DelistStore(ListingStore(db)).close(request_id, resolution, note, actor_name())
+    closed, removed = DelistStore(writing_store(db, policy)).close(request_id, resolution, note, actor_name())
     done = f"; removed {', '.join(removed)} from {closed.zone}" if removed else ""
     click.echo(f"delisting request {closed.id} ({closed.subject} in {closed.zone}) closed: {resolution}{done}")
 

@@ -12,7 +12,7 @@ from rbl.errors import RblError, SubjectError
 from rbl.policy.listing import load_listing_policy
 from rbl.store import ListingStore
 from rbl.zone.config import load_zones
-from rbl.cli.base import CONTEXT_SETTINGS, one_zone, cli, locations
+from rbl.cli.base import CONTEXT_SETTINGS, cli, locations, notices_of, one_zone
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
@@ -128,10 +128,11 @@ def sources_fetch(db, policy, zones, names, timeout) -> None:
         raise RblError(f"no source {', '.join(unknown)} in {policy}/sources (known: {', '.join(known) or 'none'})")
     expiry = load_listing_policy(policy).expiry
     first = one_zone(zones, None)
+    notices = notices_of(policy)
     failed = 0
     for source in [known[name] for name in names] if names else known.values():
         result = asyncio.run(fetch_source(source, db, timeout))
-        done = replace_from(source, db, first, expiry, result)
+        done = replace_from(source, db, first, expiry, result, notices)
         if done is None:
             failed += 1
             click.echo(f"{source.name}: failed: {result.detail}; the last good listings stay", err=True)

@@ -23,8 +23,16 @@ from rbl.cli.base import CONTEXT_SETTINGS, cli, locations
 @click.option("--http-nice", type=click.IntRange(0, 19), default=None,
               help="How much lower the HTTP side's CPU priority is than DNS's (0 to 19; default 19): "
                    "under load DNS answers first, pages and API calls take what is left.")
+@click.option("--smtp", envvar="RBL_SMTP", metavar="HOST:PORT",
+              help="The SMTP relay that sends vendors' email digests (notify.email); none: digests wait.")
+@click.option("--smtp-starttls", is_flag=True, envvar="RBL_SMTP_STARTTLS", help="STARTTLS before sending.")
+@click.option("--smtp-credentials", envvar="RBL_SMTP_CREDENTIALS", type=click.Path(dir_okay=False),
+              help="A file holding user:password for the relay (read when sending, never logged).")
+@click.option("--smtp-from", envvar="RBL_SMTP_FROM", metavar="ADDRESS",
+              help="The digests' From address (default: rbl@ this host's name).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every snapshot and more.")
 def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, http_nice: int | None,
+          smtp: str | None, smtp_starttls: bool, smtp_credentials: str | None, smtp_from: str | None,
           verbose: bool) -> None:
     """Answer DNS queries for every zone, from a snapshot kept fresh from the store.
 
@@ -34,6 +42,7 @@ def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, h
     \b
     Example:
         rbl serve --dns 127.0.0.1:5353 --http 127.0.0.1:8080 --workers 2
+        rbl serve --smtp mail.example.net:587 --smtp-starttls --smtp-credentials smtp.secret
         dig @127.0.0.1 -p 5353 2.0.0.127.bl.example A
         curl http://127.0.0.1:8080/v1/lookup/127.0.0.2
     """
@@ -45,7 +54,24 @@ def serve(db: str, policy: str, zones: str, dns: str, http: str, workers: int, h
     logging.getLogger("rbl").setLevel(logging.INFO)
     host, port = parse_endpoint(dns, 53)
     http_endpoint = None if http == "off" else parse_endpoint(http, 80)
-    primary = Primary(db, policy, zones, HTTP_NICE if http_nice is None else http_nice)
+    relay = None
+    if smtp:
+        from pathlib import Path
+
+        from rbl.delivery.courier import Relay
+        from rbl.policy.notify import is_address
+
+        try:
+            smtp_host, smtp_port = parse_endpoint(smtp, 25)
+        except RblError as exc:
+            raise RblError(f"--smtp: {exc}") from None
+        if smtp_port == 0:
+            raise RblError(f"--smtp: {smtp!r}: the relay's port cannot be 0")
+        if smtp_from and not is_address(smtp_from):
+            raise RblError(f"--smtp-from: {smtp_from!r} is not an email address")
+        relay = Relay(smtp_host, smtp_port, smtp_starttls, Path(smtp_credentials) if smtp_credentials else None,
+                      smtp_from or "")
+    primary = Primary(db, policy, zones, HTTP_NICE if http_nice is None else http_nice, relay=relay)
     try:
         asyncio.run(primary.run(host, port, workers, http_endpoint))
     except OSError as exc:

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from rbl.errors import StoreError, SubjectError
 from rbl.explain import explain
 from rbl.http.openapi import spec
 from rbl.http.ratelimit import RateLimiter, client_key
-from rbl.metrics import CONTENT_TYPE, Metrics
+from rbl.delivery.courier import channel_figures
+from rbl.metrics import CONTENT_TYPE, Metrics, notice_families
 from rbl.policy.delisting import MAX_LISTED, DelistError, Request, next_steps, parse_close, parse_request
 from rbl.policy.evidence import EvidenceError, parse_items
 from rbl.policy.listing import parse_duration
@@ -46,6 +48,7 @@ from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, Still
 from rbl.store.evidence import EvidenceStore, IdempotencyConflict, Remediation
 from rbl.store.database import Clock
 from rbl.store.listings import Entry
+from rbl.store.outbox import Outbox
 from rbl.store.tokens import Token, TokenStore
 from rbl.zone.config import ZoneConfig
 from rbl.zone.source import SnapshotSource
@@ -416,13 +419,56 @@ async def vendor(request: web.Request) -> web.Response:
     return web.json_response(await request.app[READS].run(lambda store: vendor_record(store, policy, zones, name)))
 
 
+EVENTS_LIMIT = 1000  # events in one answer of the pull feed, at most
+MAX_WAIT = 60  # seconds a long poll may wait
+WAIT_POLL = 0.02  # how often a long poll asks the store for a newer event (one primary-key read)
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int | web.Response:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        return error(400, f"{name} must be a whole number from {low} to {high}, not {text[:40]!r}", field=name)
+    return int(text)
+
+
+async def vendor_events(request: web.Request) -> web.Response:
+    """A vendor's notices after ``after``, oldest first (the vendor's token or the operator's); with
+    ``wait``, a long poll that answers as soon as one is written, or empty when the time is up."""
+    name = request.match_info["vendor"]
+    token = authorize(request, "the vendor's own or the operator's")
+    if isinstance(token, web.Response):
+        return token
+    if token.scope == "vendor" and token.vendor != name:
+        return error(403, "a vendor's token reads that vendor's events only")
+    policy = request.app[SERVED].source.policy
+    if policy is None or name not in policy.vendors:
+        return error(404, f"no vendor {name!r} in the policy", field="vendor")
+    after = _query_int(request, "after", 0, 0, 2**62)
+    wait = _query_int(request, "wait", 0, 0, MAX_WAIT)
+    limit = _query_int(request, "limit", 100, 1, EVENTS_LIMIT)
+    for value in (after, wait, limit):
+        if isinstance(value, web.Response):
+            return value
+    outbox = Outbox(request.app[SERVED].store)
+    deadline = asyncio.get_running_loop().time() + wait
+    # The newest id is one read of the primary key, on the loop: a poll costs no thread.
+    while outbox.newest(name) <= after and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(WAIT_POLL)
+    events = outbox.events(name, after, limit)
+    return web.json_response({"vendor": name, "events": events, "next": events[-1]["id"] if events else after,
+                              "newest": outbox.newest(name)})
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format: queries, evidence, snapshots. The operator's token."""
     token = authorize_operator(request, "metrics")
     if isinstance(token, web.Response):
         return token
     served = request.app[SERVED]
-    text = served.metrics.text(served.source.served, served.source.policy)
+    written, channels = channel_figures(Outbox(served.store), served.source.policy, time.time())
+    text = served.metrics.text(served.source.served, served.source.policy, notice_families(written, channels))
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -452,6 +498,7 @@ def make_app(service: Served | None) -> web.Application:
     app.router.add_post("/v1/listings", listings)
     app.router.add_delete("/v1/listings", listings)
     app.router.add_get("/v1/vendors/{vendor}", vendor)
+    app.router.add_get("/v1/vendors/{vendor}/events", vendor_events)
     app.router.add_post("/v1/delist-requests", delist_request)
     app.router.add_get("/v1/delist-requests", delist_requests)
     app.router.add_post("/v1/delist-requests/{id}/close", delist_close)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rbl import __version__
 from rbl.policy.delisting import MAX_EMAIL, MAX_NOTE, MAX_REASON, MAX_SUBJECT, RESOLUTIONS, STATES
 from rbl.policy.evidence import ACTIONS, MAX_ITEMS, MAX_REFERENCE
+from rbl.store.outbox import EVENT_TYPES
 
 _ERROR = {
     "type": "object",
@@ -113,6 +114,28 @@ def spec() -> dict:
                                   "properties": {"submission": {"type": "integer"}, "accepted": {"type": "integer"},
                                                  "evidence": {"type": "array", "items": {"type": "integer"}},
                                                  "replayed": {"type": "boolean"}}},
+                "VendorEvents": {"type": "object", "required": ["vendor", "events", "next", "newest"],
+                                 "properties": {
+                                     "vendor": {"type": "string"},
+                                     "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                                     "next": {"type": "integer", "minimum": 0,
+                                              "description": "the last event's id: ask with after=next"},
+                                     "newest": {"type": "integer", "minimum": 0}}},
+                "Event": {"type": "object", "required": ["id", "vendor", "type", "at"],
+                          "description": "a notice; the same JSON in webhook batches and email digests",
+                          "properties": {
+                              "id": {"type": "integer", "minimum": 1, "description": "increasing per vendor"},
+                              "vendor": {"type": "string"},
+                              "type": {"type": "string", "enum": list(EVENT_TYPES)},
+                              "at": {"type": "string", "format": "date-time"},
+                              "subject": {"type": "string"}, "zone": {"type": "string"},
+                              "codes": {"type": "array", "items": {"type": "object"}},
+                              "reason": {"type": "string", "nullable": True},
+                              "category": {"type": "string", "nullable": True},
+                              "first_seen": {"type": "string", "nullable": True},
+                              "expires_at": {"type": "string", "nullable": True},
+                              "sla_deadline": {"type": "string", "nullable": True},
+                              "space": {"type": "string"}, "range": {"type": "string"}}},
                 "Vendor": {"type": "object", "required": ["vendor", "tier", "score", "numbers", "open_cases"],
                            "properties": {"vendor": {"type": "string"},
                                           "tier": {"type": "string", "enum": ["cooperative", "neutral", "negligent"]},
@@ -204,6 +227,23 @@ def spec() -> dict:
                                 "example": "aws"}],
                 "responses": {"200": {"description": "the record", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Vendor"}}}}, **_errors(401, 403, 404)},
+            }},
+            "/v1/vendors/{vendor}/events": {"get": {
+                "summary": "A vendor's notices (listed, escalated, remediated, overdue, tier, delisted) after an "
+                           "id, oldest first; with wait, a long poll answering as soon as one arrives",
+                "security": bearer,
+                "parameters": [
+                    {"name": "vendor", "in": "path", "required": True, "schema": {"type": "string"}, "example": "aws"},
+                    {"name": "after", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0}},
+                    {"name": "wait", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 0, "maximum": 60, "default": 0},
+                     "description": "seconds to wait for an event when there is none after `after`"},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                "responses": {"200": {"description": "events, oldest first (none: the wait ran out)", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/VendorEvents"}}}},
+                    **_errors(400, 401, 403, 404)},
             }},
             "/v1/delist-requests": {
                 "post": {"summary": "Anyone asks the operator to review a listing: rate-limited per client, "

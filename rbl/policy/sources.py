@@ -34,6 +34,7 @@ from rbl.store.listings import Imported, ListingStore
 
 if TYPE_CHECKING:
     from rbl.policy.fetch import FetchResult
+    from rbl.policy.notices import Notices
 
 _KEYS = ("url", "format", "zone", "category", "reason", "expires", "every")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -144,13 +145,16 @@ async def fetch_source(source: Source, db: str | Path, timeout: float = 30.0,
     return result
 
 
-def replace_from(source: Source, db: str | Path, zone: str, expiry: Expiry, result: FetchResult) -> Imported | None:
-    """Replace the source's listings with its last good download (None after a failed fetch)."""
+def replace_from(source: Source, db: str | Path, zone: str, expiry: Expiry, result: FetchResult,
+                 notices: Notices | None = None) -> Imported | None:
+    """Replace the source's listings with its last good download (None after a failed fetch);
+    ``notices``: the vendors' notices hook (:class:`rbl.policy.notices.Notices`)."""
     if result.status == "failed":  # rbl.policy.fetch.FAILED
         return None
     path = source.download(db)
     expires = {"expires": source.expires} if source.expires_given else {"expires": expiry.default, "repeat": expiry}
     store = ListingStore(db)
+    store.notices = notices
     try:
         return store.import_rows(read_rows(str(path), source.format), zone=source.zone or zone,
                                  actor=f"source:{source.name}", category=source.category, reason=source.reason,

@@ -38,6 +38,7 @@ from rbl.errors import ConfigError
 from rbl.policy.classify import Classification, Range
 from rbl.policy.feeds import FEEDS, read_feed, select
 from rbl.policy.listing import ListingPolicy, load_listing_policy
+from rbl.policy.notify import Notify, parse_notify
 
 SPACES = ("shared", "dedicated", "quarantine")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -76,6 +77,7 @@ class Vendor:
     abuse: str
     path: str
     rules: list[RangeRule] = field(default_factory=list)
+    notify: Notify | None = None  # where its notices go besides its pull feed (rbl.policy.notify)
 
 
 @dataclass
@@ -183,7 +185,8 @@ def _exclusions(path: Path) -> list[Range]:
 def _vendor(path: Path) -> Vendor:
     name = str(path)
     data = yamlfile.load(path)
-    node = yamlfile.check_keys(data, {"name", "title", "abuse", "ranges"}, {"name", "ranges"}, "vendor", name, 1)
+    node = yamlfile.check_keys(data, {"name", "title", "abuse", "ranges", "notify"}, {"name", "ranges"}, "vendor",
+                               name, 1)
     vendor_name = _text(node, "name")
     if vendor_name != path.stem:
         raise node.error(f"name {vendor_name!r} must be the file's name ({path.stem!r})", "name")
@@ -197,6 +200,8 @@ def _vendor(path: Path) -> Vendor:
     for i, item in enumerate(items):
         line = items.lines[i] if hasattr(items, "lines") else node.where("ranges")
         vendor.rules.append(_rule(vendor_name, item, name, line))
+    if "notify" in node:  # the policy folder is the vendors folder's parent
+        vendor.notify = parse_notify(node["notify"], name, node.where("notify"), path.parent.parent, vendor.abuse)
     return vendor
 
 

@@ -24,6 +24,10 @@ from rbl.errors import StoreError
 from rbl.store.schema import migrate
 
 Clock = Callable[[], dt.datetime]
+# Called inside every write transaction, before it commits, with the connection and the last
+# audit row before the transaction began: it writes the events the transaction's changes cause
+# (rbl.policy.notices), so both commit together or neither does.
+Notices = Callable[["Database", sqlite3.Connection, int], None]
 
 CHANGES_LIMIT = 2000  # past this many audit rows, a change is recompiled whole
 
@@ -77,6 +81,7 @@ class Database:
     def __init__(self, path: str | Path, clock: Clock = utcnow):
         self.path = str(path)
         self.clock = clock
+        self.notices: Notices | None = None  # set by whoever knows the vendors' ranges
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
@@ -102,7 +107,10 @@ class Database:
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            mark = conn.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0] if self.notices else 0
             yield conn
+            if self.notices is not None:
+                self.notices(self, conn, mark)
             if answers:
                 self.answers_changed(conn)
             conn.execute("COMMIT")

@@ -312,6 +312,53 @@ def _public_pages(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO page_keys (name, value) VALUES ('forms', randomblob(32))")
 
 
+def _outbox(db: sqlite_utils.Database) -> None:
+    # Notices to vendors (rbl.store.outbox): each event is written in the transaction of the
+    # change that causes it, numbered per vendor; each channel (webhook, email) keeps how far it
+    # has delivered, so delivery resumes where it stopped after a restart and nothing is dropped.
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            vendor TEXT NOT NULL,
+            id INTEGER NOT NULL,            -- 1, 2, 3... per vendor, never reused
+            type TEXT NOT NULL,             -- listed, escalated, remediated, overdue, tier, delisted
+            at INTEGER NOT NULL,            -- seconds since the epoch
+            event TEXT NOT NULL,            -- the event as JSON, exactly as every channel sends it
+            PRIMARY KEY (vendor, id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE notice_channels (
+            vendor TEXT NOT NULL,
+            channel TEXT NOT NULL CHECK (channel IN ('webhook', 'email')),
+            delivered INTEGER NOT NULL DEFAULT 0,  -- every event up to this id has been accepted
+            delivered_at INTEGER,           -- the last accepted delivery
+            attempts INTEGER NOT NULL DEFAULT 0,   -- failed attempts, ever
+            retries INTEGER NOT NULL DEFAULT 0,    -- failed attempts since the last success
+            down_since INTEGER,             -- the first failure since the last success
+            next_at INTEGER,                -- not before this (backoff)
+            last_error TEXT,
+            PRIMARY KEY (vendor, channel)
+        ) WITHOUT ROWID
+        """
+    )
+    # What time-driven events (expired, overdue, tier, escalated) have already said, so each is
+    # said once: a cursor of time, a vendor's last tier, its dense ranges.
+    db.execute("CREATE TABLE notice_marks (vendor TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, "
+               "PRIMARY KEY (vendor, name)) WITHOUT ROWID")
+    # Changes committed while their writer could not read the vendors' ranges (a broken policy
+    # folder: listings keep flowing): the audit rows whose events rbl serve still owes, written in
+    # the change's transaction and replaced by the events, from its last good policy, in one.
+    db.execute("CREATE TABLE notices_owed (id INTEGER PRIMARY KEY, audit_from INTEGER NOT NULL, "
+               "audit_to INTEGER NOT NULL)")
+    now = int(dt.datetime.now(dt.timezone.utc).timestamp())
+    # Listings that expired or went overdue before notices existed are not news.
+    db.execute("INSERT INTO notice_marks (vendor, name, value) VALUES ('', 'expired', ?), ('', 'overdue', ?)",
+               [str(now), str(now)])
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -325,6 +372,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0010_case_index", _case_index),
     ("0011_compact_listings", _compact_listings),
     ("0012_public_pages", _public_pages),
+    ("0013_outbox", _outbox),
 ]
 
 

@@ -15,6 +15,8 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from rbl.addresses import BITS
 from rbl.errors import RblError
 from rbl.policy.remediation import NEGLIGENT
@@ -53,6 +55,9 @@ class SnapshotSource:
         self._next_expiry: str | None = None
         self._built_at = 0.0
         self.standing = None  # the vendors' tiers the current snapshot was compiled with
+        # Per zone that serves listings, the CIDRs answering throttle-range as the last full
+        # compile found them (None until one ran here: a kept snapshot does not say).
+        self.dense: dict[str, set[str]] | None = None
         self._scored_at = 0.0
         self._scoring = 0.0  # seconds the last scoring took
         self._recorded = None  # the vendors' day last written to their history
@@ -111,6 +116,7 @@ class SnapshotSource:
         self._seen, self._zones, self._policy, self._audit_id = (seen[0], files), zones, policy, audit_id
         self._next_expiry = self.store.next_expiry(now)
         self._built_at = time.monotonic()
+        self.dense = dense_cidrs(snapshot, policy)
         self.last_kind = "full"
         self.current = snapshot
         return snapshot
@@ -271,6 +277,14 @@ def _stats(paths: list[Path]) -> tuple:
         except OSError:
             stats.append((str(path), None, None))
     return tuple(stats)
+
+
+def dense_cidrs(snapshot: Snapshot, policy: Policy) -> dict[str, set[str]]:
+    """Per zone that serves listings, the CIDRs of the ranges its compile found dense."""
+    ranges = policy.classification.ranges
+    return {origin: {ranges[int(rid)].cidr for flags in zone.dense.values() if flags is not None
+                     for rid in np.flatnonzero(flags)}
+            for origin, zone in snapshot.zones.items() if zone.config.serves == "listings"}
 
 
 def vendor_standing(store: ListingStore, zones: list, policy: Policy, now) -> Standing:
