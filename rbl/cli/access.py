@@ -180,3 +180,49 @@ _token_commands(
         rbl operator token list
     """,
 )
+
+
+@vendor.command("notices", context_settings=CONTEXT_SETTINGS)
+@locations
+@click.argument("vendor_name", metavar="VENDOR")
+@click.option("--events", "last", type=click.IntRange(0, 100_000), default=10, show_default=True,
+              help="Show this many of the newest events too.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the channels and the events.")
+def vendor_notices(db, policy, zones, vendor_name, last, as_json) -> None:
+    """What VENDOR has been told: events written, and per channel (webhook, email) how far
+    delivery got, the oldest event still waiting, failed attempts and whether it is failing.
+
+    \b
+    Example:
+        rbl vendor notices aws
+        rbl vendor notices aws --events 100 --json
+    """
+    import time
+
+    from rbl.delivery.courier import channel_figures
+    from rbl.policy.vendors import load_policy
+    from rbl.store.outbox import Outbox
+
+    rules = load_policy(policy)
+    if vendor_name not in rules.vendors:
+        raise RblError(f"VENDOR: no vendor {vendor_name!r} in {policy} (vendors: {', '.join(sorted(rules.vendors))})")
+    outbox = Outbox(ListingStore(db))
+    written, figures = channel_figures(outbox, rules, time.time(), vendor_name)
+    newest = written.get(vendor_name, 0)
+    events = outbox.events(vendor_name, max(0, newest - last), last) if last else []
+    channels = [dict(c.__dict__, waiting=newest - c.delivered,
+                     last_error=outbox.channel(vendor_name, c.channel).last_error) for c in figures]
+    if as_json:
+        click.echo(json.dumps({"vendor": vendor_name, "written": newest, "channels": channels, "events": events}))
+        return
+    click.echo(f"{vendor_name}: {newest} events written (pull: GET /v1/vendors/{vendor_name}/events?after=ID)")
+    if not channels:
+        click.echo("no webhook or email in its notify: section")
+    for c in channels:
+        oldest = f", the oldest {c['oldest_undelivered']:.0f} s old" if c["oldest_undelivered"] is not None else ""
+        state = "FAILING" if c["failing"] else "ok"
+        error = f"; last error: {c['last_error']}" if c["last_error"] else ""
+        click.echo(f"{c['channel']}: {state}: delivered through {c['delivered']}, {c['waiting']} waiting{oldest}; "
+                   f"{c['attempts']} failed attempts{error}")
+    for event in events:
+        click.echo(f"#{event['id']}\t{event['at']}\t{event['type']}\t{event.get('subject', '')}")

@@ -102,6 +102,7 @@ class Courier:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rbl-courier")
         self._store: ListingStore | None = None
         self._warned: set[tuple[str, str]] = set()
+        self._failing: set[tuple[str, str]] = set()  # said to be failing in the log, until delivered again
 
     async def _db(self, work: Callable[[Outbox], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: work(self._outbox))
@@ -200,13 +201,15 @@ class Courier:
             failing_after = notify.webhook.failing_after.total_seconds()
         if error is None:
             await self._db(lambda o: o.delivered(vendor, channel, events[-1]["id"], time.time()))
+            self._failing.discard((vendor, channel))
             if state.retries:
                 log.info("notices to %s by %s delivered again after %d failed attempts", vendor, channel,
                          state.retries)
             return True
         delay = backoff(state.retries + 1, cap)
         after = await self._db(lambda o: o.failed(vendor, channel, error, now, now + delay))
-        if is_failing(after, now, failing_after) and not is_failing(state, now, failing_after):
+        if is_failing(after, now, failing_after) and (vendor, channel) not in self._failing:
+            self._failing.add((vendor, channel))
             log.error("notices to %s by %s failing: down since %s: %s; events wait, none is dropped",
                       vendor, channel, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(after.down_since)), error)
         else:

@@ -22,14 +22,13 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
 
 def verify(secret: bytes, header: str, body: bytes, now: int | None = None, tolerance: int = 300) -> bool:
     """Whether ``header`` signs ``body`` with ``secret`` (and, given ``now``, was made within
-    ``tolerance`` seconds of it): what a receiver runs."""
-    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
-    try:
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+    ``tolerance`` seconds of it): what a receiver runs. Any ``v1`` in the header may match."""
+    pairs = [item.strip().split("=", 1) for item in header.split(",") if "=" in item]
+    stamps = [value for key, value in pairs if key == "t"]
+    if len(stamps) != 1 or not stamps[0].isdigit():
         return False
+    timestamp = int(stamps[0])
     if now is not None and abs(now - timestamp) > tolerance:
         return False
     expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return any(hmac.compare_digest(expected, value) for key, value in
-               (item.split("=", 1) for item in header.split(",") if "=" in item) if key == "v1")
+    return any(hmac.compare_digest(expected, value) for key, value in pairs if key == "v1")

@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import math
 import re
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,6 +34,7 @@ import jinja2
 from aiohttp import web
 
 from rbl.addresses import DOMAIN, IP4, parse_subject
+from rbl.delivery.courier import channel_figures
 from rbl.errors import SubjectError
 from rbl.explain import explain
 from rbl.http.app import DELIST_LIMITER, READS, SERVED, listed_as, vendor_record
@@ -45,6 +47,7 @@ from rbl.policy.standing import range_ids, vendor_spans
 from rbl.store import ListingStore
 from rbl.store.delisting import AlreadyClosed, DelistStore, NoSuchRequest, StillListed
 from rbl.store.history import VendorHistory
+from rbl.store.outbox import Outbox
 from rbl.store.sessions import LIFETIME, SessionStore
 from rbl.store.tokens import Token, TokenStore
 
@@ -415,7 +418,22 @@ async def operator(request: web.Request) -> web.Response:
     closed = queue.get(int(shown)) if shown.isascii() and shown.isdigit() and len(shown) < 18 else None
     return page(request, "operator.html", {
         "requests": [r for r in rows if r["row"].kind == "request"],
-        "disputes": [r for r in rows if r["row"].kind == "dispute"], "closed": closed})
+        "disputes": [r for r in rows if r["row"].kind == "dispute"], "closed": closed,
+        "failing": _failing(request)})
+
+
+def _failing(request: web.Request) -> list[dict]:
+    """The vendors' notice channels down past their limit, in words."""
+    outbox = Outbox(request.app[SERVED].store)
+    written, figures = channel_figures(outbox, request.app[SERVED].source.policy, time.time())
+    out = []
+    for c in figures:
+        if c.failing:
+            state = outbox.channel(c.vendor, c.channel)
+            out.append({"vendor": c.vendor, "channel": c.channel, "waiting": written.get(c.vendor, 0) - c.delivered,
+                        "oldest": f"{int(c.oldest_undelivered or 0) // 60} minutes old", "attempts": c.attempts,
+                        "error": state.last_error})
+    return out
 
 
 async def operator_close(request: web.Request) -> web.Response:
