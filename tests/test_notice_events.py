@@ -147,3 +147,19 @@ def test_backoff_doubles_with_jitter_up_to_its_cap():
         full = min(cap, 2 ** (retries - 1))
         for _ in range(50):
             assert full / 2 <= backoff(retries, cap, rng) <= full
+
+
+def test_pruning_keeps_what_a_channel_has_not_delivered_and_the_newest_id():
+    with tempfile.TemporaryDirectory() as folder:
+        store = _store(folder)
+        store.add([Entry(parse_subject(f"3.5.140.{i}")) for i in range(1, 6)], zone="bl.example", actor="test")
+        store.add([Entry(parse_subject("34.35.0.1"))], zone="bl.example", actor="test")
+        outbox = Outbox(store)
+        outbox.delivered("aws", "webhook", 3, 0)
+        later = int(NOW.timestamp()) + 1
+        assert outbox.prune(later, {"aws": ["webhook"], "gcp": []}) == 3  # aws 1-3; gcp's only one stays
+        assert [e["id"] for e in outbox.events("aws")] == [4, 5] and outbox.newest("gcp") == 1
+        outbox.delivered("aws", "webhook", 5, 0)
+        assert outbox.prune(later, {"aws": ["webhook"]}) == 1
+        store.add([Entry(parse_subject("3.5.140.9"))], zone="bl.example", actor="test")
+        assert [e["id"] for e in outbox.events("aws")] == [5, 6]  # the numbering goes on

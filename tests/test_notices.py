@@ -10,6 +10,7 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,15 @@ from notices_peers import SECRET, Mailbox, Receiver, notify, signed, webhook
 
 AWS = "3.5.141."  # the demo's EC2 pool, shared: 3.5.140.0/22
 GCP = "34.35.0."  # Google Cloud, shared: 34.35.0.0/16
+
+
+def readme_check():
+    """The README's receiver-side signature check, run as written there."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("```python\nimport hashlib, hmac", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec("import hashlib, hmac" + block, scope)
+    return scope["genuine"]
 
 
 def _events(server: Server, vendor: str, token: str, after: int = 0, **query) -> tuple[int, dict]:
@@ -62,6 +72,7 @@ def test_a_listing_in_aws_shared_space_reaches_its_webhook_signed_within_a_secon
             delivery = receiver.deliveries[0]
             assert delivery.at - committed < 1.0
             assert signed(SECRET, delivery.signature, delivery.body)
+            assert readme_check()(SECRET, delivery.signature, delivery.body)  # the README's receiver agrees
             assert not signed(b"another secret", delivery.signature, delivery.body)
             assert not signed(SECRET, delivery.signature, delivery.body.replace(b"3.5.141.7", b"3.5.141.8"))
             [event] = delivery.events

@@ -28,7 +28,8 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from browser import Browser, describe, serious
-from conftest import Server, Workspace
+from conftest import Server, Workspace, free_port
+from notices_peers import notify, webhook
 from rbl.addresses import parse_subject
 from rbl.policy.vendors import load_policy
 from rbl.store import ListingStore
@@ -115,6 +116,9 @@ def site(tmp_path_factory):
     # Two more in Linode's shared 45.79.0.0/24 make it dense (8 listed): negligent, so throttle-range.
     workspace.rbl("listing", "add", "45.79.0.100", "45.79.0.101", "--reason", "spam trap hit")
     workspace.rbl("listing", "add", "bad.example", "--zone", "dkim.bl.example", "--reason", "phishing kit signer")
+    # Linode's webhook is down (nothing listens there): its notices wait, failing, on the operator's page.
+    notify(workspace, "linode", webhook(f"http://127.0.0.1:{free_port()}/hook", "linode",
+                                        "    retry_max: 1s\n    failing_after: 1s\n"))
     server = Server(workspace)
     try:
         ready = Site(workspace, server, tokens)
@@ -339,6 +343,13 @@ def test_the_operator_closes_a_request_and_a_dispute_from_the_page(site):
         assert browser.driver.current_url == f"{site.base}/operator"
         # The requester's words, escaped: markup shows as text.
         assert "We cleaned the host <b>really</b>" in browser.driver.find_element(By.TAG_NAME, "main").text
+        site.server.wait_for(lambda: "linode by webhook" in site.fetch("GET", "/operator", headers={
+            "Cookie": "; ".join(f"{c['name']}={c['value']}" for c in browser.driver.get_cookies())})[2], timeout=10)
+        browser.get(f"{site.base}/operator")
+        failing = browser.driver.find_element(By.CSS_SELECTOR, "section.alert").text
+        assert "Notices failing (1)" in failing and re.search(r"linode by webhook: [1-9]\d* waiting, the oldest \d+ "
+                                                                 r"(seconds|minutes|hours) old", failing), failing
+        assert "ClientConnectorError" in failing or "Connect" in failing, failing
         accessible(browser, "operator queue")
         shoot(browser, "operator")
         items = {a.find_element(By.TAG_NAME, "h3").text: a for a in browser.driver.find_elements(By.CSS_SELECTOR,

@@ -52,6 +52,8 @@ OBSERVE_SECONDS = 1.0  # how often expiries, overdue cases, tiers and dense rang
 WEBHOOK_BATCH = 500  # events in one POST
 DIGEST_BATCH = 10_000  # events in one email
 FIRST_RETRY = 1.0  # seconds; doubled per failed attempt up to the channel's retry_max
+KEEP_SECONDS = 30 * 86400  # delivered events are kept this long for the pull feed, then pruned
+PRUNE_SECONDS = 3600.0  # how often
 EMAIL_FAILING_AFTER = 3600.0  # a relay down this long: the vendor's digests are failing
 
 
@@ -118,7 +120,7 @@ class Courier:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._open)
         tasks: dict[tuple[str, str], asyncio.Task] = {}
-        observed = 0.0
+        observed = pruned = 0.0
         try:
             async with aiohttp.ClientSession() as session:
                 while True:
@@ -135,6 +137,9 @@ class Courier:
                     if policy is not None and time.monotonic() - observed >= OBSERVE_SECONDS:
                         observed = time.monotonic()
                         await self._observe(policy)
+                    if policy is not None and time.monotonic() - pruned >= PRUNE_SECONDS:
+                        pruned = time.monotonic()
+                        await self._prune(policy)
                     await asyncio.sleep(0.2)
         finally:
             for task in tasks.values():
@@ -153,6 +158,18 @@ class Courier:
             await self._db(lambda outbox: observe(outbox.store, policy, zones, outbox.store.clock(), standing, dense))
         except Exception:  # the next look tries again; delivery goes on meanwhile
             log.exception("notices: looking for expiries, overdue cases and tier changes failed")
+
+    async def _prune(self, policy: Policy) -> None:
+        channels: dict[str, list[str]] = {}
+        for vendor, channel in configured(policy):
+            channels.setdefault(vendor, []).append(channel)
+        try:
+            removed = await self._db(lambda outbox: outbox.prune(int(time.time() - KEEP_SECONDS), channels))
+        except Exception:
+            log.exception("notices: pruning old delivered events failed")
+            return
+        if removed:
+            log.info("notices: %d delivered events older than %d days pruned", removed, KEEP_SECONDS // 86400)
 
     def _notify(self, vendor: str) -> Notify | None:
         policy = self.policy()

@@ -422,6 +422,13 @@ async def operator(request: web.Request) -> web.Response:
         "failing": _failing(request)})
 
 
+def _age(seconds: float) -> str:
+    for unit, size in (("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit} old"
+    return f"{int(seconds)} seconds old"
+
+
 def _failing(request: web.Request) -> list[dict]:
     """The vendors' notice channels down past their limit, in words."""
     outbox = Outbox(request.app[SERVED].store)
@@ -431,7 +438,7 @@ def _failing(request: web.Request) -> list[dict]:
         if c.failing:
             state = outbox.channel(c.vendor, c.channel)
             out.append({"vendor": c.vendor, "channel": c.channel, "waiting": written.get(c.vendor, 0) - c.delivered,
-                        "oldest": f"{int(c.oldest_undelivered or 0) // 60} minutes old", "attempts": c.attempts,
+                        "oldest": _age(c.oldest_undelivered or 0.0), "attempts": c.attempts,
                         "error": state.last_error})
     return out
 

@@ -196,3 +196,17 @@ class Outbox:
                 "next_at = excluded.next_at, last_error = excluded.last_error",
                 [vendor, channel, at, next_at, error[:500]])
         return self.channel(vendor, channel)
+
+    def prune(self, before: int, channels: dict[str, list[str]]) -> int:
+        """Forget events written before ``before`` (seconds since the epoch) that every channel
+        of their vendor (``channels``: the configured ones) has delivered. A vendor's newest
+        event always stays: its id is where the numbering goes on."""
+        removed = 0
+        with self.store.transaction(answers=False) as conn:
+            for vendor, newest in conn.execute("SELECT vendor, max(id) FROM outbox GROUP BY vendor").fetchall():
+                through = newest - 1
+                for channel in channels.get(vendor, []):
+                    through = min(through, self.channel(vendor, channel).delivered)
+                removed += conn.execute("DELETE FROM outbox WHERE vendor = ? AND id <= ? AND at < ?",
+                                        [vendor, through, before]).rowcount
+        return removed
