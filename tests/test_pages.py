@@ -234,7 +234,11 @@ def test_the_delisting_form_queues_once_refuses_forgery_and_shows_the_limit(site
         assert [r["id"] for r in queue(site, "3.5.141.7")] == [int(number[1])]
         # Pressing the button again: the same request, not a second one.
         browser.driver.back()
-        submit(browser, browser.driver.find_element(By.CSS_SELECTOR, "form.delist button[type=submit]"))
+        # The page back from the history is a new document: wait for its form, not the old one's.
+        button = WebDriverWait(browser.driver, 10).until(
+            lambda d: d.execute_script("return document.readyState") == "complete"
+            and d.find_elements(By.CSS_SELECTOR, "form.delist button[type=submit]"))[0]
+        submit(browser, button)
         assert f"number {number[1]}" in browser.driver.find_element(By.TAG_NAME, "main").text
         assert len(queue(site, "3.5.141.7")) == 1
 

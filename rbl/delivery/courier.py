@@ -13,8 +13,9 @@ on the operator's page, and said once in the log.
 
 Every store access runs in the courier's one thread on its own connection:
 a big import holding the write lock stalls the courier, never the primary's loop.
-The same thread writes the events time causes (:func:`rbl.policy.notices.observe`)
-about once a second.
+The same thread writes the events time causes (:func:`rbl.policy.notices.observe`):
+expiries, tiers and escalations about once a second, overdue cases every tenth of the
+SLA (at least every 30 s), and prunes delivered events past KEEP_SECONDS hourly.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from rbl.delivery.digest import digest
 from rbl.delivery.signing import HEADER, sign
 from rbl.errors import ConfigError
 from rbl.metrics import ChannelFigures
-from rbl.policy.notices import observe
+from rbl.policy.notices import observe, overdue_every
 from rbl.policy.notify import Notify
 from rbl.policy.standing import Standing
 from rbl.policy.vendors import Policy
@@ -120,7 +121,7 @@ class Courier:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._open)
         tasks: dict[tuple[str, str], asyncio.Task] = {}
-        observed = pruned = 0.0
+        observed = pruned = overdue = 0.0
         try:
             async with aiohttp.ClientSession() as session:
                 while True:
@@ -136,7 +137,9 @@ class Courier:
                         tasks.pop(key).cancel()
                     if policy is not None and time.monotonic() - observed >= OBSERVE_SECONDS:
                         observed = time.monotonic()
-                        await self._observe(policy)
+                        due = time.monotonic() - overdue >= overdue_every(policy)
+                        overdue = time.monotonic() if due else overdue
+                        await self._observe(policy, due)
                     if policy is not None and time.monotonic() - pruned >= PRUNE_SECONDS:
                         pruned = time.monotonic()
                         await self._prune(policy)
@@ -152,10 +155,11 @@ class Courier:
         if self._store is not None:
             self._store.close()
 
-    async def _observe(self, policy: Policy) -> None:
+    async def _observe(self, policy: Policy, overdue: bool) -> None:
         standing, dense, zones = self.standing()
         try:
-            await self._db(lambda outbox: observe(outbox.store, policy, zones, outbox.store.clock(), standing, dense))
+            await self._db(lambda outbox: observe(outbox.store, policy, zones, outbox.store.clock(), standing, dense,
+                                                  overdue))
         except Exception:  # the next look tries again; delivery goes on meanwhile
             log.exception("notices: looking for expiries, overdue cases and tier changes failed")
 

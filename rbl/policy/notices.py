@@ -227,11 +227,18 @@ def set_events(store: ListingStore, policy: Policy, keyset: KeySet, tiers: Calla
 # -- what time causes ---------------------------------------------------------------------------
 
 
+def overdue_every(policy: Policy) -> float:
+    """Seconds between looks for overdue cases: a tenth of the SLA, from 1 s to 30 s (a look
+    reads the cases that fell due since the last, from the vendors' spans of the key index)."""
+    return max(1.0, min(30.0, policy.listing.remediation.sla.total_seconds() / 10))
+
+
 def observe(store: ListingStore, policy: Policy, zones: Iterable[str], now: dt.datetime,
-            standing: Standing | None = None, dense: dict[str, set[str]] | None = None) -> int:
+            standing: Standing | None = None, dense: dict[str, set[str]] | None = None,
+            overdue: bool = True) -> int:
     """Write the events time caused since the last call: listings that expired, cases that went
-    overdue, and (given the standing and the dense ranges of the last compile) tiers and
-    escalations that moved. One transaction with the marks; returns how many events."""
+    overdue (with ``overdue``), and (given the standing and the dense ranges of the last compile)
+    tiers and escalations that moved. One transaction with the marks; returns how many events."""
     zones = tuple(zones)
     if not policy.vendors:
         return 0
@@ -240,7 +247,7 @@ def observe(store: ListingStore, policy: Policy, zones: Iterable[str], now: dt.d
         for owed_id, mark, until in owed(conn):  # changes made while their writer had no policy
             count += write_events(store, conn, policy, mark, until)
             paid(conn, owed_id)
-        events = _expired(conn, policy, now) + _overdue(store, conn, policy, zones, now)
+        events = _expired(conn, policy, now) + (_overdue(store, conn, policy, zones, now) if overdue else [])
         if standing is not None:
             events += _tiers(conn, standing)
         if dense is not None:
@@ -288,9 +295,10 @@ def _overdue(store: ListingStore, conn: sqlite3.Connection, policy: Policy, zone
         return []
     spans = vendor_spans(policy.classification, sorted(policy.vendors))
     out: list[Event] = []
-    start = dt.datetime.fromtimestamp(since, dt.timezone.utc) - sla  # only cases opened since can fall due
+    # Only cases opened in (since - sla, now - sla] fall due now.
+    start = dt.datetime.fromtimestamp(since, dt.timezone.utc) - sla
     for zone in zones:
-        for part in store.case_columns((zone,), start, now, active=True, within=spans):
+        for part in store.case_columns((zone,), start, now, active=True, within=spans, until=now - sla):
             due = part.opened + int(sla.total_seconds()) * 1_000_000
             late = (due > since * 1_000_000) & (due <= microseconds(now)) & part.active & ~part.disputed \
                 & ((part.remediated == NONE) | (part.remediated > due))

@@ -50,8 +50,8 @@ class CaseColumns:
 
 
 def case_columns(db: sqlite_utils.Database, zones: Sequence[str], since: dt.datetime, now: dt.datetime,
-                 active: bool = False, within: dict[str, Sequence[tuple[int, int]]] | None = None
-                 ) -> list[CaseColumns]:
+                 active: bool = False, within: dict[str, Sequence[tuple[int, int]]] | None = None,
+                 until: dt.datetime | None = None) -> list[CaseColumns]:
     """Single listed addresses first seen since ``since`` in ``zones``, expired ones too, as
     :class:`CaseColumns` per family: every vendor's cases are among them.
 
@@ -61,7 +61,7 @@ def case_columns(db: sqlite_utils.Database, zones: Sequence[str], since: dt.date
 
     One scan of a covering index for what every case has (address, first_seen;
     with ``active``, whether it is listed now), and one for the few that the vendor
-    acted on or disputed. SQLite concatenates fixed-width fields and numpy reads
+    acted on or disputed. ``until``: only cases first seen by then too. SQLite concatenates fixed-width fields and numpy reads
     them, so a million cases cost no Python object each (about 1 s).
     """
     import numpy as np
@@ -86,6 +86,9 @@ def case_columns(db: sqlite_utils.Database, zones: Sequence[str], since: dt.date
                          "ON listings.zone = ? AND listings.kind = s.kind AND listings.net BETWEEN s.lo AND s.hi "
                          "AND listings.plen = ? WHERE s.kind = ? AND exclude = 0 AND first_seen >= ?")
             args = [zone, kind, bits, epoch(since)] if within is None else [zone, bits, kind, epoch(since)]
+            if until is not None:
+                where += " AND first_seen <= ?"
+                args.append(epoch(until))
             (packed,) = db.execute(
                 f"SELECT group_concat(hex(net) || {stored_time('first_seen')}{' || ' + flag if active else ''}, '') "
                 f"{where}", [epoch(now)] * active + args).fetchone()

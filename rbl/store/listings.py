@@ -236,9 +236,10 @@ class ListingStore(Database):
         return len({int.from_bytes(n, "big") >> (bits - unit) for (n,) in rows})  # a prefix off byte bounds
 
     def case_columns(self, zones: Sequence[str], since: dt.datetime, now: dt.datetime,
-                     active: bool = False, within: dict | None = None) -> list[CaseColumns]:
+                     active: bool = False, within: dict | None = None,
+                     until: dt.datetime | None = None) -> list[CaseColumns]:
         """:func:`rbl.store.cases.case_columns` of this store."""
-        return case_columns(self.db, zones, since, now, active, within)
+        return case_columns(self.db, zones, since, now, active, within, until)
 
     def case_rows(self, zones: Sequence[str], since: dt.datetime) -> list[Listing]:
         """The listings :meth:`case_columns` reads, one row each, by id: the slow twin's input."""
