@@ -403,18 +403,28 @@ def vendor_record(store: ListingStore, policy: Policy, zones: tuple[str, ...], n
     }
 
 
-async def vendor(request: web.Request) -> web.Response:
-    """A vendor's record (:func:`vendor_record`), for that vendor's token or the operator's."""
+def vendor_scope(request: web.Request, what: str) -> tuple[str, Policy] | web.Response:
+    """The vendor of the path and the policy naming it, when the token is that vendor's or the
+    operator's; else the refusal (401, 403 for another vendor's token, 404 for no such vendor)."""
     name = request.match_info["vendor"]
     token = authorize(request, "the vendor's own or the operator's")
     if isinstance(token, web.Response):
         return token
     if token.scope == "vendor" and token.vendor != name:
-        return error(403, "a vendor's token reads that vendor's record only")
-    source = request.app[SERVED].source
-    policy = source.policy
+        return error(403, f"a vendor's token reads that vendor's {what} only")
+    policy = request.app[SERVED].source.policy
     if policy is None or name not in policy.vendors:
         return error(404, f"no vendor {name!r} in the policy", field="vendor")
+    return name, policy
+
+
+async def vendor(request: web.Request) -> web.Response:
+    """A vendor's record (:func:`vendor_record`), for that vendor's token or the operator's."""
+    scope = vendor_scope(request, "record")
+    if isinstance(scope, web.Response):
+        return scope
+    name, policy = scope
+    source = request.app[SERVED].source
     zones = tuple(zone.config.origin for zone in source.served.zones.values() if zone.config.serves == "listings")
     return web.json_response(await request.app[READS].run(lambda store: vendor_record(store, policy, zones, name)))
 
@@ -436,15 +446,10 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 async def vendor_events(request: web.Request) -> web.Response:
     """A vendor's notices after ``after``, oldest first (the vendor's token or the operator's); with
     ``wait``, a long poll that answers as soon as one is written, or empty when the time is up."""
-    name = request.match_info["vendor"]
-    token = authorize(request, "the vendor's own or the operator's")
-    if isinstance(token, web.Response):
-        return token
-    if token.scope == "vendor" and token.vendor != name:
-        return error(403, "a vendor's token reads that vendor's events only")
-    policy = request.app[SERVED].source.policy
-    if policy is None or name not in policy.vendors:
-        return error(404, f"no vendor {name!r} in the policy", field="vendor")
+    scope = vendor_scope(request, "events")
+    if isinstance(scope, web.Response):
+        return scope
+    name, _policy = scope
     after = _query_int(request, "after", 0, 0, 2**62)
     wait = _query_int(request, "wait", 0, 0, MAX_WAIT)
     limit = _query_int(request, "limit", 100, 1, EVENTS_LIMIT)
