@@ -48,7 +48,8 @@ from rbl.store.outbox import ChannelState, Outbox
 log = logging.getLogger("rbl")
 T = TypeVar("T")
 
-POLL_SECONDS = 0.05  # how often an idle channel asks the store for new events (one indexed read)
+POLL_SECONDS = 0.02  # how often the store is asked for new events (a primary-key probe per vendor)
+IDLE_SECONDS = 0.5  # an idle channel looks again at least this often (backoff and digest timers)
 OBSERVE_SECONDS = 1.0  # how often expiries, overdue cases, tiers and dense ranges are looked at
 WEBHOOK_BATCH = 500  # events in one POST
 DIGEST_BATCH = 10_000  # events in one email
@@ -106,6 +107,8 @@ class Courier:
         self._store: ListingStore | None = None
         self._warned: set[tuple[str, str]] = set()
         self._failing: set[tuple[str, str]] = set()  # said to be failing in the log, until delivered again
+        self._wake: dict[tuple[str, str], asyncio.Event] = {}  # set when the channel's vendor has news
+        self._retry_at: dict[tuple[str, str], float] = {}  # the next attempt of a failing channel
 
     async def _db(self, work: Callable[[Outbox], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: work(self._outbox))
@@ -122,6 +125,7 @@ class Courier:
         await loop.run_in_executor(self._pool, self._open)
         tasks: dict[tuple[str, str], asyncio.Task] = {}
         observed = pruned = overdue = 0.0
+        watcher = asyncio.create_task(self._watch())
         try:
             async with aiohttp.ClientSession() as session:
                 while True:
@@ -145,9 +149,9 @@ class Courier:
                         await self._prune(policy)
                     await asyncio.sleep(0.2)
         finally:
-            for task in tasks.values():
+            for task in [*tasks.values(), watcher]:
                 task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await asyncio.gather(*tasks.values(), watcher, return_exceptions=True)
             await loop.run_in_executor(self._pool, self._close)
             self._pool.shutdown(wait=True)
 
@@ -180,8 +184,34 @@ class Courier:
         info = policy.vendors.get(vendor) if policy is not None else None
         return info.notify if info is not None else None
 
-    async def _channel(self, vendor: str, channel: str, session) -> None:
+    async def _watch(self) -> None:
+        """Wake the channels of each vendor whose newest event id moved (whoever wrote it: this
+        server, the CLI, an import): one probe per vendor every POLL_SECONDS for all channels."""
+        seen: dict[str, int] = {}
         while True:
+            await asyncio.sleep(POLL_SECONDS)
+            vendors = sorted({vendor for vendor, _ in self._wake})
+            try:
+                newest = await self._db(lambda o: o.newest_of(vendors))
+            except Exception:
+                log.exception("notices: reading the outbox failed; trying again")
+                await asyncio.sleep(1)
+                continue
+            for (vendor, _channel), wake in self._wake.items():
+                if newest.get(vendor) != seen.get(vendor):
+                    wake.set()
+            seen = newest
+
+    async def _channel(self, vendor: str, channel: str, session) -> None:
+        wake = self._wake.setdefault((vendor, channel), asyncio.Event())
+        try:
+            await self._loop(vendor, channel, session, wake)
+        finally:
+            self._wake.pop((vendor, channel), None)
+
+    async def _loop(self, vendor: str, channel: str, session, wake: asyncio.Event) -> None:
+        while True:
+            wake.clear()
             try:
                 sent = await self._once(vendor, channel, session)
             except asyncio.CancelledError:
@@ -191,7 +221,13 @@ class Courier:
                 sent = False
                 await asyncio.sleep(1)
             if not sent:
-                await asyncio.sleep(POLL_SECONDS)
+                idle = IDLE_SECONDS
+                if (vendor, channel) in self._retry_at:  # a retry due sooner: wake for it
+                    idle = min(idle, max(0.01, self._retry_at[(vendor, channel)] - time.time()))
+                try:
+                    await asyncio.wait_for(wake.wait(), idle)
+                except asyncio.TimeoutError:
+                    pass
 
     async def _once(self, vendor: str, channel: str, session) -> bool:
         """One delivery attempt when one is due; True when something was delivered."""
@@ -223,11 +259,13 @@ class Courier:
         if error is None:
             await self._db(lambda o: o.delivered(vendor, channel, events[-1]["id"], time.time()))
             self._failing.discard((vendor, channel))
+            self._retry_at.pop((vendor, channel), None)
             if state.retries:
                 log.info("notices to %s by %s delivered again after %d failed attempts", vendor, channel,
                          state.retries)
             return True
         delay = backoff(state.retries + 1, cap)
+        self._retry_at[(vendor, channel)] = now + delay
         after = await self._db(lambda o: o.failed(vendor, channel, error, now, now + delay))
         if is_failing(after, now, failing_after) and (vendor, channel) not in self._failing:
             self._failing.add((vendor, channel))
@@ -302,7 +340,7 @@ def configured(policy: Policy | None) -> dict[tuple[str, str], float]:
 def channel_figures(outbox: Outbox, policy: Policy | None, now: float,
                     vendor: str | None = None) -> tuple[dict[str, int], list[ChannelFigures]]:
     """Events written per vendor, and each configured channel's figures (for one ``vendor``, or all)."""
-    written = outbox.newest_all()
+    written = outbox.newest_of(sorted(policy.vendors) if policy is not None else [])
     states = {(c.vendor, c.channel): c for c in outbox.channels()}
     figures = []
     for (name, channel), failing_after in sorted(configured(policy).items()):

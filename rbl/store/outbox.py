@@ -157,8 +157,9 @@ class Outbox:
     def newest(self, vendor: str) -> int:
         return self.db.execute("SELECT coalesce(max(id), 0) FROM outbox WHERE vendor = ?", [vendor]).fetchone()[0]
 
-    def newest_all(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT vendor, max(id) FROM outbox GROUP BY vendor").fetchall())
+    def newest_of(self, vendors) -> dict[str, int]:
+        """Each vendor's newest id: one primary-key probe each (a GROUP BY would read every row)."""
+        return {vendor: self.newest(vendor) for vendor in vendors}
 
     def at_of(self, vendor: str, event_id: int) -> int | None:
         row = self.db.execute("SELECT at FROM outbox WHERE vendor = ? AND id = ?", [vendor, event_id]).fetchone()
