@@ -52,6 +52,9 @@ POLL_SECONDS = 0.02  # how often the store is asked for new events (a primary-ke
 IDLE_SECONDS = 0.5  # an idle channel looks again at least this often (backoff and digest timers)
 OBSERVE_SECONDS = 1.0  # how often expiries, overdue cases, tiers and dense ranges are looked at
 WEBHOOK_BATCH = 500  # events in one POST
+# At most one POST per vendor this often while events flow: at 100 events a second one POST each
+# cost DNS on a shared core a tenth of its qps (bench/notices.py), batched a few per cent.
+WEBHOOK_PACE = 0.1
 DIGEST_BATCH = 10_000  # events in one email
 FIRST_RETRY = 1.0  # seconds; doubled per failed attempt up to the channel's retry_max
 KEEP_SECONDS = 30 * 86400  # delivered events are kept this long for the pull feed, then pruned
@@ -252,6 +255,12 @@ class Courier:
             cap = min(notify.email.every.total_seconds(), 600.0)
             failing_after = EMAIL_FAILING_AFTER
         else:
+            if state.retries == 0 and state.delivered_at is not None and now < state.delivered_at + WEBHOOK_PACE \
+                    and newest - state.delivered < WEBHOOK_BATCH:
+                # Events trickling in: gather them for a moment, one POST for many (the first after
+                # a quiet spell goes at once, and a backlog goes batch after batch).
+                self._retry_at[(vendor, channel)] = state.delivered_at + WEBHOOK_PACE
+                return False
             events = await self._db(lambda o: o.events(vendor, state.delivered, WEBHOOK_BATCH))
             error = await self._post(session, vendor, notify, events)
             cap = notify.webhook.retry_max.total_seconds()
@@ -259,7 +268,7 @@ class Courier:
         if error is None:
             await self._db(lambda o: o.delivered(vendor, channel, events[-1]["id"], time.time()))
             self._failing.discard((vendor, channel))
-            self._retry_at.pop((vendor, channel), None)
+            self._retry_at.pop((vendor, channel), None)  # (a pacing wait sets it again)
             if state.retries:
                 log.info("notices to %s by %s delivered again after %d failed attempts", vendor, channel,
                          state.retries)
