@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 import numpy as np
 
@@ -45,7 +46,9 @@ from rbl.store.outbox import Change, KeySet, append, changes_since, owe, owed, p
 Event = tuple[str, str, str, dict]  # vendor, type, at, fields
 
 
+@lru_cache(maxsize=4096)
 def _plus(text: str | None, delta: dt.timedelta) -> str | None:
+    # An import's listings share a first_seen: strptime once, not once a listing.
     return timestamp(parse_timestamp(text) + delta) if text else None
 
 
@@ -133,9 +136,8 @@ def _subject(row: dict) -> Subject | None:
     return None if subject.kind == DOMAIN else subject
 
 
-def listed_fields(policy: Policy, row: dict, found: Range, tier: str | None) -> dict:
-    subject = parse_subject(row["subject"])
-    case = subject.plen == subject.bits  # a single address is a case, with an SLA
+def listed_fields(policy: Policy, row: dict, found: Range, tier: str | None, case: bool) -> dict:
+    """``case``: the listing is a single address, a case with an SLA."""
     return {
         "subject": row["subject"], "zone": row["zone"], "codes": _codes(policy, row, found, tier),
         "reason": row.get("reason"), "category": row.get("category"), "source": row.get("source"),
@@ -180,7 +182,8 @@ def row_events(policy: Policy, change: Change, tiers: Callable[[str], str | None
                                                         "space": found.space, "range": found.cidr}))
         return out
     if after is not None and not _ended(after, change.at) and _ended(before, change.at):
-        return [(vendor, "listed", change.at, listed_fields(policy, after, found, tiers(vendor)))]
+        case = subject.plen == subject.bits
+        return [(vendor, "listed", change.at, listed_fields(policy, after, found, tiers(vendor), case))]
     return []
 
 
@@ -207,20 +210,39 @@ def set_events(store: ListingStore, policy: Policy, keyset: KeySet, tiers: Calla
     vendor_range = np.array([False] + [bool(r.vendor) and r.space != "excluded" for r in classification.ranges[1:]])
     shared = np.array([False] + [r.space == "shared" for r in classification.ranges[1:]])
     wanted = vendor_range[ids] & (~shared[ids] | (plens == BITS[keyset.kind]))
+    picked = np.flatnonzero(wanted)
+    rows = _rows_at(store, keyset, nets, plens, ids, picked)
     out: list[Event] = []
-    for i in np.flatnonzero(wanted):
-        listing = store.get(keyset.zone, Subject(keyset.kind, int(nets[i]), int(plens[i])))
-        if listing is None:
+    for i in picked:
+        row = rows.get((int(nets[i]), int(plens[i])))
+        if row is None:
             continue
-        row = listing.as_dict()
         found = classification.ranges[int(ids[i])]
         if keyset.change == "added":
             if not _ended(row, keyset.at):
-                out.append((found.vendor, "listed", keyset.at, listed_fields(policy, row, found, tiers(found.vendor))))
+                out.append((found.vendor, "listed", keyset.at,
+                            listed_fields(policy, row, found, tiers(found.vendor), int(plens[i]) == BITS[keyset.kind])))
         else:
             out.append((found.vendor, "delisted", keyset.at, {"subject": row["subject"], "zone": row["zone"],
                                                               "reason": "removed", "first_seen": row.get("first_seen"),
                                                               "space": found.space, "range": found.cidr}))
+    return out
+
+
+def _rows_at(store: ListingStore, keyset: KeySet, nets, plens, ids, picked) -> dict[tuple[int, int], dict]:
+    """The listings under the picked keys, read with one range scan of the key index per vendor range
+    they lie in (not one lookup a key): (net, plen) -> the row as :meth:`Listing.as_dict` shows it."""
+    width = 4 if keyset.kind == IP4 else 16
+    out: dict[tuple[int, int], dict] = {}
+    for rid in np.unique(ids[picked]):
+        inside = picked[ids[picked] == rid]
+        lo, hi = int(nets[inside].min()), int(nets[inside].max())
+        wanted = {(int(nets[i]), int(plens[i])) for i in inside}
+        for listing in store.listings_between(keyset.zone, keyset.kind, lo.to_bytes(width, "big"),
+                                              hi.to_bytes(width, "big")):
+            key = (int.from_bytes(listing.net, "big"), listing.plen)
+            if key in wanted:
+                out[key] = listing.as_dict()
     return out
 
 

@@ -125,6 +125,12 @@ class ListingStore(Database):
         rows = self._rows("WHERE zone = ? AND kind = ? AND net = ? AND plen = ?", [zone, *key(subject)])
         return rows[0] if rows else None
 
+    def listings_between(self, zone: str, kind: str, lo: bytes, hi: bytes) -> list[Listing]:
+        """Every listing of a family in a zone whose network address is in [lo, hi] (any state),
+        with one range scan of the key index."""
+        return self._rows("INDEXED BY listings_key WHERE zone = ? AND kind = ? AND net BETWEEN ? AND ?",
+                          [zone, kind, lo, hi])
+
     def show(self, subject: Subject | None = None, zone: str | None = None, include_removed: bool = False) -> list[Listing]:
         """Listings of a zone, or those covering a subject (an address inside a CIDR too)."""
         where, params = ["1"], []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rbl.store.database import Database, parse_timestamp
 
@@ -88,8 +89,8 @@ def append(conn: sqlite3.Connection, events: list[tuple[str, str, str, dict]]) -
         event = {"id": last[vendor], "vendor": vendor, "type": kind, "at": at, **fields}
         stored.append(event)
     conn.executemany("INSERT INTO outbox (vendor, id, type, at, event) VALUES (?, ?, ?, ?, ?)",
-                     [(e["vendor"], e["id"], e["type"], int(parse_timestamp(e["at"]).timestamp()),
-                       json.dumps(e, separators=(",", ":"))) for e in stored])
+                     [(e["vendor"], e["id"], e["type"], _epoch(e["at"]), json.dumps(e, separators=(",", ":")))
+                      for e in stored])
     return stored
 
 
@@ -107,6 +108,12 @@ def owed(conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
 
 def paid(conn: sqlite3.Connection, owed_id: int) -> None:
     conn.execute("DELETE FROM notices_owed WHERE id = ?", [owed_id])
+
+
+@lru_cache(maxsize=4096)
+def _epoch(stamp: str) -> int:
+    # An import's events share a few timestamps: strptime once each, not once an event.
+    return int(parse_timestamp(stamp).timestamp())
 
 
 def read_mark(conn: sqlite3.Connection, vendor: str, name: str) -> str | None:
