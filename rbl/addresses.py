@@ -128,6 +128,20 @@ def parse_domain(raw: str) -> Subject:
     return Subject(DOMAIN, domain=name, cover=cover)
 
 
+def parse_identity(raw: str) -> str:
+    """A DKIM signing domain (``d=``) named as an identity on a listing: one exact domain, lower-case
+    (IDNA for non-ASCII), no wildcard.
+
+    :raises SubjectError: for anything else.
+    """
+    if not isinstance(raw, str) or raw.strip().startswith(("*", ".")):
+        raise SubjectError(f"{raw!r} is not a signing domain such as shop.example (one exact name)")
+    try:
+        return parse_domain(raw).domain
+    except SubjectError:
+        raise SubjectError(f"{raw!r} is not a signing domain such as shop.example") from None
+
+
 def reverse_name(address: str) -> str:
     """The RFC 5782 query label sequence for an address, without the zone.
 

@@ -69,6 +69,21 @@ def subjects_of(texts) -> list:
     return out
 
 
+def identities_of(texts, subjects) -> tuple[str, ...]:
+    """``--identity`` values, checked: signing domains, on address listings only."""
+    from rbl.addresses import DOMAIN, parse_identity
+
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_identity(text))
+        except SubjectError as exc:
+            raise RblError(f"--identity: {exc}") from None
+    if out and any(subject.kind == DOMAIN for subject in subjects):
+        raise RblError("--identity: only an address or CIDR listing names the identities behind it")
+    return tuple(sorted(set(out)))
+
+
 def code_of(text: str | None) -> str | None:
     import ipaddress
 

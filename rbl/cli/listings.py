@@ -10,8 +10,8 @@ import click
 from rbl.errors import RblError
 from rbl.store import ListingStore
 from rbl.store.listings import Entry
-from rbl.cli.base import (CONTEXT_SETTINGS, actor_name, cli, code_of, expiry_of, locations, one_zone, subjects_of,
-                          writing_store)
+from rbl.cli.base import (CONTEXT_SETTINGS, actor_name, cli, code_of, expiry_of, identities_of, locations, one_zone,
+                          subjects_of, writing_store)
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
@@ -33,9 +33,12 @@ def listing() -> None:
 @click.option("--expires", help="Lifetime after now: 30m, 6h, 7d, 2w or never (default: policy expiry).")
 @click.option("--source", help="Where the evidence comes from (a trap, a feed, a person).")
 @click.option("--exclude", is_flag=True, help="An exclusion: never listed, cuts a hole in wider listings.")
+@click.option("--identity", "identity", multiple=True, metavar="DOMAIN",
+              help="A DKIM signing domain (d=) seen abusing the address; repeat for more. Added to what the "
+                   "listing names; the tenant zone tells it from bystanders on the same address.")
 @click.option("--code", help="Answer with this code instead of block: a name (throttle, quarantine...) "
               "resolved by the zone, or an address in 127.0.0.0/8.")
-def listing_add(db, policy, zones, subjects, zone, category, reason, expires, source, exclude, code) -> None:
+def listing_add(db, policy, zones, subjects, zone, category, reason, expires, source, exclude, identity, code) -> None:
     """List addresses, CIDRs or domains (``*.example.com``: its subdomains).
 
     All subjects are added in one transaction, or none of them.
@@ -44,14 +47,17 @@ def listing_add(db, policy, zones, subjects, zone, category, reason, expires, so
     Example:
         rbl listing add 192.0.2.10 2001:db8::/48 spam.example --category spam
         rbl listing add bulk-mailer.example --zone dkim.bl.example --code throttle
+        rbl listing add 3.5.141.7 --identity shop.example --identity mailer.shop.example
     """
     parsed = subjects_of(subjects)
+    identities = identities_of(identity, parsed)
     origin = one_zone(zones, zone)
     lifetime = expiry_of(expires, policy)
     code = code_of(code)
     store = writing_store(db, policy)
     added, refreshed = store.add(
-        [Entry(subject, exclude=exclude, code=code) for subject in parsed], zone=origin, actor=actor_name(),
+        [Entry(subject, exclude=exclude, code=code, identities=identities) for subject in parsed], zone=origin,
+        actor=actor_name(),
         category=category, reason=reason, source=source, **lifetime,
     )
     click.echo(f"{origin}: {added} added, {refreshed} refreshed")
@@ -117,6 +123,7 @@ def listing_show(db, policy, zones, subject, zone, as_json, history) -> None:
         extra = " ".join(f"{k}={v}" for k, v in (
             ("category", row.category), ("reason", row.reason), ("source", row.source),
             ("code", row.code), ("hits", row.hits), ("expires", row.expires_at or "never"),
+            ("identities", ",".join(row.identity_list) or None),
         ) if v is not None)
         click.echo(f"{row.zone}\t{what}\t{row.first_seen}\t{row.last_seen}\t{extra}")
 

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from rbl.addresses import DOMAIN, parse_subject
+from rbl.addresses import DOMAIN, parse_identity, parse_subject
 from rbl.errors import StoreError, SubjectError
 from rbl.explain import explain
 from rbl.http.openapi import spec
@@ -249,7 +249,7 @@ async def listings(request: web.Request) -> web.Response:
     if isinstance(got, web.Response):
         return got
     body, _ = got
-    fields = {"subjects", "zone", "category", "reason", "source", "expires"}
+    fields = {"subjects", "zone", "category", "reason", "source", "expires", "identities"}
     if not isinstance(body, dict) or "subjects" not in body or set(body) - fields:
         unknown = sorted(set(body) - fields) if isinstance(body, dict) else []
         return error(400, f"a JSON object with subjects and optionally {', '.join(sorted(fields - {'subjects'}))}",
@@ -266,6 +266,16 @@ async def listings(request: web.Request) -> web.Response:
             subjects.append(parse_subject(text))
         except Exception as exc:  # SubjectError, with the item named
             return error(400, f"subjects[{i}]: {exc}", field="subjects", item=i)
+    identities = body.get("identities", [])
+    if not isinstance(identities, list) or len(identities) > 100:
+        return error(400, "identities: a list of at most 100 signing domains such as shop.example", field="identities")
+    try:
+        identities = tuple(sorted({parse_identity(text) for text in identities}))
+    except SubjectError as exc:
+        return error(400, f"identities: {exc}", field="identities")
+    if identities and any(s.kind == DOMAIN for s in subjects):
+        return error(400, "identities: only address and CIDR listings name the identities behind them",
+                     field="identities")
     origins = [zone.config.origin for zone in served.source.served.zones.values()]
     zone = body.get("zone", origins[0]).lower().rstrip(".")
     if zone not in origins:
@@ -285,7 +295,7 @@ async def listings(request: web.Request) -> web.Response:
             kwargs = {"expires": parse_duration(body["expires"])}
         except ValueError as exc:
             return error(400, str(exc), field="expires")
-    added, refreshed = store.add([Entry(s) for s in subjects], zone=zone, actor=actor,
+    added, refreshed = store.add([Entry(s, identities=identities) for s in subjects], zone=zone, actor=actor,
                                  category=body.get("category"), reason=body.get("reason"),
                                  source=body.get("source", "http"), **kwargs)
     return web.json_response({"zone": zone, "added": added, "refreshed": refreshed}, status=201)

@@ -149,7 +149,11 @@ def spec() -> dict:
                                                              "items": {"type": "string"}},
                                                 "zone": {"type": "string"}, "category": {"type": "string"},
                                                 "reason": {"type": "string"}, "source": {"type": "string"},
-                                                "expires": {"type": "string", "description": "30m, 6h, 7d or never"}}},
+                                                "expires": {"type": "string", "description": "30m, 6h, 7d or never"},
+                                                "identities": {"type": "array", "maxItems": 100,
+                                                               "items": {"type": "string"},
+                                                               "description": "DKIM signing domains seen abusing "
+                                                                              "the addresses (added to theirs)"}}},
                 "ListingsReply": {"type": "object", "required": ["zone"],
                                   "properties": {"zone": {"type": "string"}, "added": {"type": "integer"},
                                                  "refreshed": {"type": "integer"}, "removed": {"type": "integer"}}},

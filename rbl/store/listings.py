@@ -26,7 +26,7 @@ _SINGLE_IP4 = "kind = 'ip4' AND plen = 32 AND exclude = 0"
 
 _COLUMNS = (
     "zone subject kind net plen exclude code txt category reason source "
-    "first_seen last_seen hits expires_at state lifetime remediated_at relisted_at disputed_at"
+    "first_seen last_seen hits expires_at state lifetime remediated_at relisted_at disputed_at identities"
 ).split()
 # Kept as seconds since the epoch, read and written as timestamp() text.
 _TIMES = frozenset("first_seen last_seen expires_at remediated_at relisted_at disputed_at".split())
@@ -72,11 +72,19 @@ class Listing:
     remediated_at: str | None = None  # the vendor's accepted evidence says it acted then (shared space)
     relisted_at: str | None = None  # listed again after that remediation: recidivism, if soon
     disputed_at: str | None = None  # the vendor reported it a false positive then
+    # The DKIM signing domains seen abusing the address (shared space: the tenants behind it),
+    # sorted, one a line; None: none named.
+    identities: str | None = None
     id: int | None = field(default=None)
 
+    @property
+    def identity_list(self) -> list[str]:
+        return self.identities.split("\n") if self.identities else []
+
     def as_dict(self) -> dict:
-        """The row as JSON-ready data, without empty fields and the binary key."""
+        """The row as JSON-ready data, without empty fields and the binary key; identities as a list."""
         out = {name: getattr(self, name) for name in _COLUMNS if name not in ("net", "plen", "lifetime")}
+        out["identities"] = self.identity_list or None
         return {k: v for k, v in out.items() if v is not None and not (k == "exclude" and v == 0)}
 
 
@@ -91,6 +99,7 @@ class Entry:
     reason: str | None = None
     hits: int | None = None
     line: int | None = None
+    identities: tuple[str, ...] = ()  # checked domains (rbl.addresses.parse_identity), added to the listing's
 
 
 class Lifetimes(Protocol):
@@ -490,7 +499,15 @@ def _merged(old: Listing | None, entry: Entry, asked: _Asked) -> Listing:
         remediated_at=old.remediated_at if old else None,
         relisted_at=_relisted(old, stamp),
         disputed_at=old.disputed_at if old else None,
+        identities=_identities(old, entry, stamp),
     )
+
+
+def _identities(old: Listing | None, entry: Entry, stamp: str) -> str | None:
+    """The identities a listing names after an add: those it named while listed, and the entry's."""
+    listed = old is not None and old.state == "active" and (old.expires_at is None or old.expires_at > stamp)
+    names = set(old.identity_list if listed else []) | set(entry.identities)
+    return "\n".join(sorted(names)) or None
 
 
 def _stored(listing: Listing) -> list:
@@ -616,7 +633,7 @@ class _BulkImport:
             f"INSERT INTO listings ({', '.join(_COLUMNS)}) "
             "SELECT :zone, b.subject, b.kind, b.net, b.plen, b.exclude, b.code, b.txt, :category, "
             "coalesce(nullif(b.reason, ''), nullif(:reason, '')), :source, :now, :now, coalesce(b.hits, 1), "
-            f":now + :life, 'active', :life, NULL, NULL, NULL FROM {source} b WHERE {where} "
+            f":now + :life, 'active', :life, NULL, NULL, NULL, NULL FROM {source} b WHERE {where} "
             "ORDER BY b.kind, b.net, b.plen"
         )
 

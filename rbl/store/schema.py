@@ -359,6 +359,12 @@ def _outbox(db: sqlite_utils.Database) -> None:
                [str(now), str(now)])
 
 
+def _identities(db: sqlite_utils.Database) -> None:
+    # The DKIM signing domains seen abusing a listed address (the tenant, not the address):
+    # sorted, one a line; NULL for the millions of listings that name none.
+    db.execute("ALTER TABLE listings ADD COLUMN identities TEXT")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -373,6 +379,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0011_compact_listings", _compact_listings),
     ("0012_public_pages", _public_pages),
     ("0013_outbox", _outbox),
+    ("0014_identities", _identities),
 ]
 
 
