@@ -27,11 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from rbl.delivery.courier import Courier, Relay
 from rbl.dns.pool import WorkerPool
 from rbl.dns.server import bind_pair
 from rbl.errors import RblError
 from rbl.metrics import Metrics
-from rbl.delivery.courier import Courier, Relay
 from rbl.policy.listing import load_listing_policy
 from rbl.policy.notices import Notices
 from rbl.policy.sources import Source, fetch_source, load_sources, replace_from
