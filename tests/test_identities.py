@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -95,3 +96,30 @@ def test_a_signing_domain_reads_back_as_itself_in_lower_case(parts, top, upper):
         except SubjectError:
             continue
         raise AssertionError(f"{bad!r} was taken as a signing domain")
+
+
+def test_a_false_positive_about_one_identity_takes_only_that_identity_off(workspace):
+    workspace.rbl("listing", "add", "3.5.141.7", "3.5.141.8", "--identity", "shop.example",
+                  "--identity", "honest.example")
+    vendor = workspace.rbl("vendor", "token", "create", "aws").stdout.split()[-1]
+    server = Server(workspace)
+    try:
+        acted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status, body = server.http("POST", "/v1/evidence", {"items": [
+            {"subject": "3.5.141.7", "action": "false_positive", "reference": "T-7", "acted_at": acted,
+             "identity": "Honest.Example"}]}, token=vendor)
+        assert status == 202, body
+        status, body = server.http("POST", "/v1/evidence", {"items": [
+            {"subject": "3.5.141.8", "action": "false_positive", "reference": "T-8", "acted_at": acted,
+             "identity": "*.honest.example"}]}, token=vendor)
+        assert status == 400 and body["field"] == "identity"
+    finally:
+        server.stop()
+    kept = _shown(workspace, "3.5.141.7")
+    assert kept["identities"] == ["shop.example"] and "disputed_at" not in kept  # still listed, not disputed
+    assert _shown(workspace, "3.5.141.8")["identities"] == ["honest.example", "shop.example"]
+    assert workspace.rbl("delist", "list", "--state", "all", "--json").stdout == ""  # no dispute queued
+    with sqlite3.connect(workspace.db) as conn:
+        (before, after), = conn.execute("SELECT before, after FROM audit WHERE action = 'identity-remove'").fetchall()
+    assert json.loads(before)["identities"] == ["honest.example", "shop.example"]
+    assert json.loads(after)["identities"] == ["shop.example"]

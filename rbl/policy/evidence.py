@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rbl.addresses import BITS, DOMAIN, EXACT, Subject, parse_subject
+from rbl.addresses import BITS, DOMAIN, Subject, parse_identity, parse_subject
 from rbl.errors import RblError, SubjectError
 from rbl.policy.classify import Classification
 
@@ -128,10 +128,8 @@ def _item(i: int, item: Any, now: dt.datetime) -> Item:
     identity = item.get("identity")
     if identity is not None:
         try:
-            parsed = parse_subject(identity) if isinstance(identity, str) else None
+            identity = parse_identity(identity)  # as the CLI's --identity and POST /v1/listings check it
         except SubjectError:
-            parsed = None
-        if parsed is None or parsed.kind != DOMAIN or parsed.cover != EXACT:
-            raise EvidenceError(400, "the tenant's DKIM signing domain, such as mail.example.com", i, "identity")
-        identity = parsed.domain
+            raise EvidenceError(400, "the tenant's DKIM signing domain, such as mail.example.com", i,
+                                "identity") from None
     return Item(subject, item["action"], reference, acted_at.astimezone(dt.timezone.utc), identity)

@@ -94,7 +94,10 @@ class EvidenceStore:
                 ids.append(cursor.lastrowid)
                 append_audit(conn, [(stamp, actor, "evidence", subject.text, None, record)])
                 if remediation is not None:
-                    if item.action == "false_positive":
+                    if item.action == "false_positive" and item.identity:
+                        # Not this tenant: the identity leaves the listing; the address stays listed.
+                        changed = self._clear_identity(conn, item, remediation, stamp, actor)
+                    elif item.action == "false_positive":
                         changed = self._dispute(conn, vendor, item, remediation, stamp, actor)
                     else:
                         changed = self._remediate(conn, item, remediation, stamp, actor)
@@ -135,6 +138,22 @@ class EvidenceStore:
                          [epoch(when), epoch(expires), old.id])
             after = dict(old.as_dict(), code="throttle", remediated_at=when, expires_at=expires)
             append_audit(conn, [(stamp, actor, "remediate", old.subject, old.as_dict(), after)])
+            changed += 1
+        return changed
+
+    def _clear_identity(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> int:
+        """A false positive about one identity: it leaves the listings the item covers (audited);
+        returns how many changed."""
+        changed = 0
+        for old in self._covered(item, remediation.zones, stamp):
+            if item.identity not in old.identity_list:
+                continue
+            left = [name for name in old.identity_list if name != item.identity]
+            conn.execute("UPDATE listings SET identities = ? WHERE id = ?", ["\n".join(left) or None, old.id])
+            after = dict(old.as_dict(), identities=left or None)
+            if not left:
+                del after["identities"]
+            append_audit(conn, [(stamp, actor, "identity-remove", old.subject, old.as_dict(), after)])
             changed += 1
         return changed
 
