@@ -142,6 +142,18 @@ def parse_identity(raw: str) -> str:
         raise SubjectError(f"{raw!r} is not a signing domain such as shop.example") from None
 
 
+def parse_identities(texts, subjects) -> tuple[str, ...]:
+    """The identities an add names for ``subjects``: each :func:`parse_identity`, sorted, once;
+    none may be named on a domain listing.
+
+    :raises SubjectError: for a bad identity, or identities on a domain listing.
+    """
+    out = {parse_identity(text) for text in texts}
+    if out and any(subject.kind == DOMAIN for subject in subjects):
+        raise SubjectError("only an address or CIDR listing names the identities behind it")
+    return tuple(sorted(out))
+
+
 def reverse_name(address: str) -> str:
     """The RFC 5782 query label sequence for an address, without the zone.
 

@@ -70,18 +70,13 @@ def subjects_of(texts) -> list:
 
 
 def identities_of(texts, subjects) -> tuple[str, ...]:
-    """``--identity`` values, checked: signing domains, on address listings only."""
-    from rbl.addresses import DOMAIN, parse_identity
+    """``--identity`` values, checked (:func:`rbl.addresses.parse_identities`)."""
+    from rbl.addresses import parse_identities
 
-    out = []
-    for text in texts:
-        try:
-            out.append(parse_identity(text))
-        except SubjectError as exc:
-            raise RblError(f"--identity: {exc}") from None
-    if out and any(subject.kind == DOMAIN for subject in subjects):
-        raise RblError("--identity: only an address or CIDR listing names the identities behind it")
-    return tuple(sorted(set(out)))
+    try:
+        return parse_identities(texts, subjects)
+    except SubjectError as exc:
+        raise RblError(f"--identity: {exc}") from None
 
 
 def code_of(text: str | None) -> str | None:

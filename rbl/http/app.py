@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from rbl.addresses import DOMAIN, parse_identity, parse_subject
+from rbl.addresses import DOMAIN, parse_identities, parse_subject
 from rbl.errors import StoreError, SubjectError
 from rbl.explain import explain
 from rbl.http.openapi import spec
@@ -270,12 +270,9 @@ async def listings(request: web.Request) -> web.Response:
     if not isinstance(identities, list) or len(identities) > 100:
         return error(400, "identities: a list of at most 100 signing domains such as shop.example", field="identities")
     try:
-        identities = tuple(sorted({parse_identity(text) for text in identities}))
+        identities = parse_identities(identities, subjects)
     except SubjectError as exc:
         return error(400, f"identities: {exc}", field="identities")
-    if identities and any(s.kind == DOMAIN for s in subjects):
-        return error(400, "identities: only address and CIDR listings name the identities behind them",
-                     field="identities")
     origins = [zone.config.origin for zone in served.source.served.zones.values()]
     zone = body.get("zone", origins[0]).lower().rstrip(".")
     if zone not in origins:

@@ -147,6 +147,12 @@ def listed_fields(policy: Policy, row: dict, found: Range, tier: str | None, cas
     }
 
 
+def _delisted(row: dict, reason: str, first_seen: str | None, found: Range) -> dict:
+    """A ``delisted`` event's fields for a listing row (removed or expired)."""
+    return {"subject": row["subject"], "zone": row["zone"], "reason": reason, "first_seen": first_seen,
+            "space": found.space, "range": found.cidr}
+
+
 def _ended(row: dict | None, at: str) -> bool:
     """Whether a listing row was not listed at ``at``: absent, removed, expired or an exclusion."""
     return row is None or row.get("state") != "active" or row.get("exclude", 0) != 0 \
@@ -167,9 +173,7 @@ def row_events(policy: Policy, change: Change, tiers: Callable[[str], str | None
     if change.action == "remove":
         if _ended(before, change.at):
             return []  # it had expired already: that was said then
-        return [(vendor, "delisted", change.at, {"subject": row["subject"], "zone": row["zone"], "reason": "removed",
-                                                 "first_seen": before.get("first_seen"), "space": found.space,
-                                                 "range": found.cidr})]
+        return [(vendor, "delisted", change.at, _delisted(row, "removed", before.get("first_seen"), found))]
     if change.action == "remediate":
         out = [(vendor, "remediated", change.at, {
             "subject": row["subject"], "zone": row["zone"], "acted_at": after.get("remediated_at"),
@@ -177,9 +181,7 @@ def row_events(policy: Policy, change: Change, tiers: Callable[[str], str | None
             "space": found.space, "range": found.cidr})]
         if after.get("expires_at") is not None and after["expires_at"] <= change.at:
             # Acted long enough ago that the shortened expiry has passed: gone at once.
-            out.append((vendor, "delisted", change.at, {"subject": row["subject"], "zone": row["zone"],
-                                                        "reason": "expired", "first_seen": after.get("first_seen"),
-                                                        "space": found.space, "range": found.cidr}))
+            out.append((vendor, "delisted", change.at, _delisted(row, "expired", after.get("first_seen"), found)))
         return out
     if after is not None and not _ended(after, change.at) and _ended(before, change.at):
         case = subject.plen == subject.bits
@@ -223,9 +225,7 @@ def set_events(store: ListingStore, policy: Policy, keyset: KeySet, tiers: Calla
                 out.append((found.vendor, "listed", keyset.at,
                             listed_fields(policy, row, found, tiers(found.vendor), int(plens[i]) == BITS[keyset.kind])))
         else:
-            out.append((found.vendor, "delisted", keyset.at, {"subject": row["subject"], "zone": row["zone"],
-                                                              "reason": "removed", "first_seen": row.get("first_seen"),
-                                                              "space": found.space, "range": found.cidr}))
+            out.append((found.vendor, "delisted", keyset.at, _delisted(row, "removed", row.get("first_seen"), found)))
     return out
 
 
@@ -301,10 +301,8 @@ def _expired(conn: sqlite3.Connection, policy: Policy, now: dt.datetime) -> list
         if found is None:
             continue
         at = timestamp(dt.datetime.fromtimestamp(expires_at, dt.timezone.utc))
-        out.append((found.vendor, "delisted", at, {
-            "subject": subject, "zone": zone, "reason": "expired",
-            "first_seen": timestamp(dt.datetime.fromtimestamp(first_seen, dt.timezone.utc)),
-            "space": found.space, "range": found.cidr}))
+        seen = timestamp(dt.datetime.fromtimestamp(first_seen, dt.timezone.utc))
+        out.append((found.vendor, "delisted", at, _delisted({"subject": subject, "zone": zone}, "expired", seen, found)))
     return out
 
 
