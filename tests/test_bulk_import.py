@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from conftest import shared_file
 from rbl.addresses import parse_subject
 from rbl.policy.listing import Expiry
-from rbl.store import ListingStore, formats, listings
+from rbl.store import ListingStore, bulk, formats, listings
 from rbl.store.formats import read_entries
 from rbl.store.listings import Entry
 
@@ -81,13 +81,13 @@ def test_bulk_import_makes_the_rows_the_per_row_path_makes(tmp_path_factory, ste
         store, _clock = build(folder / f"{name}.db", steps)
         entries = [Entry(parse_subject(t), exclude=x, code=c, reason=r, hits=h, line=n)
                    for n, (t, x, c, r, h) in enumerate(lines, 1)]
-        listings._SET_SIZE = 3  # import_sets rows of three keys: the chunking is exercised too
+        bulk._SET_SIZE = 3  # import_sets rows of three keys: the chunking is exercised too
         try:
             done = store.import_entries(entries, zone=ZONE, actor="test", source="a", category=None,
                                         reason="listed", expires=expires, repeat=Expiry(), replace=replace,
                                         bulk_above=bulk_above)
         finally:
-            listings._SET_SIZE = 1_000_000
+            bulk._SET_SIZE = 1_000_000
         results.append((done.added, done.refreshed, done.removed))
         tables.append(rows(store))
         if name == "fast":
