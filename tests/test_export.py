@@ -581,7 +581,9 @@ def mirrors(tmp_path_factory):
 def test_the_sample_is_large_and_covers_every_code(mirrors):
     asked, ours = mirrors["asked"], mirrors["replies"]["rbl"]
     assert len(asked) >= MIN_QUERIES
-    codes = {code for zone in mirrors["snapshot"].zones.values() for a in zone.answers if a for code in a.codes}
+    # The tenant zone is not exported yet (issue 15): its pairs are not in this sample.
+    codes = {code for zone in mirrors["snapshot"].zones.values() if zone.config.serves != "tenant"
+             for a in zone.answers if a for code in a.codes}
     seen = {code for reply in ours for code in reply.a}
     # block, block-range, throttle, throttle-range, quarantine; cloud kinds; DKIM block and throttle
     assert codes >= {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.1.1", "127.0.1.2",

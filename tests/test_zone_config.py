@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_shipped_demo_zone():
     zone, *subzones = load_zones(ROOT / "zones")
-    assert [z.origin for z in subzones] == ["cloud.bl.example", "dkim.bl.example"]
+    assert [z.origin for z in subzones] == ["cloud.bl.example", "dkim.bl.example", "tenant.bl.example"]
+    assert [(z.serves, z.dkim) for z in subzones] == [("cloud", False), ("listings", True), ("tenant", False)]
     assert zone.origin == "bl.example"
     assert zone.ns == ("ns1.bl.example", "ns2.bl.example")
     assert zone.glue["ns1.bl.example"] == ("127.0.0.1", "::1")

@@ -82,6 +82,10 @@ class ZoneWire:
         # RFC 2308: the SOA in a negative answer lives min(SOA TTL, SOA minimum).
         neg_ttl = min(soa.ttl, config.negative_ttl)
         self.soa_tail = b"\x00\x06\x00\x01" + struct.pack(">IH", neg_ttl, len(rdata)) + rdata
+        if config.serves == "tenant":
+            # Pair names start with an identity: a bare address there is an empty non-terminal, which
+            # the address regexes would misread; the zone's own lookup (find) answers every name.
+            self.ip4_question = self.ip6_question = _NEVER
         # Names with records of their own (apex, glue hosts): the general path answers them.
         self.special = {b""} | {
             host[: -len(config.origin) - 1].encode("ascii")
@@ -101,6 +105,7 @@ class ZoneWire:
         return self.txt_head + struct.pack(">H", len(rdata)) + rdata
 
 
+_NEVER = re.compile(rb"(?!)")
 _A_RECORDS: dict[tuple[str, int], tuple[list[bytes], list[int]]] = {}
 
 
@@ -194,7 +199,7 @@ def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
     zones = []
     for wire in wires:
         zone = wire.zone
-        if zone.config.access:
+        if zone.config.access or zone.config.serves == "tenant":
             continue
         pattern = re.compile(
             b"(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(?i:"

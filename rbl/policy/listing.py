@@ -48,6 +48,11 @@ DEFAULT_CODES = {
     "throttle-range": "127.0.0.5",
     "quarantine": "127.0.0.6",
 }
+# The tenant zone's codes (an identity at an address): also set under ``codes:``.
+TENANT_CODES = {
+    "implicated": "127.0.3.2",  # the address's listing names this signing domain
+    "bystander": "127.0.3.1",   # it names others, not this one: shared space only
+}
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -129,8 +134,18 @@ class Delisting:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """What vendor evidence naming a tenant's signing domain does."""
+
+    # tenant_terminated with an identity lists that domain in the DKIM zone this long.
+    terminated: dt.timedelta = dt.timedelta(days=30)
+
+
+@dataclass(frozen=True)
 class ListingPolicy:
     codes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CODES))
+    tenant_codes: dict[str, str] = field(default_factory=lambda: dict(TENANT_CODES))
+    identity: Identity = field(default_factory=Identity)
     expiry: Expiry = field(default_factory=Expiry)
     escalation: Escalation = field(default_factory=Escalation)
     remediation: Remediation = field(default_factory=Remediation)
@@ -175,11 +190,11 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
     if data is None:
         return ListingPolicy()
     name = str(path)
-    sections = {"codes", "expiry", "escalation", "remediation", "delisting"}
+    sections = {"codes", "expiry", "escalation", "remediation", "delisting", "identity"}
     yamlfile.check_keys(data, sections, set(), "listing policy", name, 1)
-    codes = dict(DEFAULT_CODES)
+    codes = {**DEFAULT_CODES, **TENANT_CODES}
     if "codes" in data:
-        node = yamlfile.check_keys(data["codes"], set(DEFAULT_CODES), set(), "codes", name, data.where("codes"))
+        node = yamlfile.check_keys(data["codes"], set(codes), set(), "codes", name, data.where("codes"))
         for key, value in node.items():
             codes[key] = check_code(node, key, value)
         seen: dict[str, str] = {}
@@ -236,7 +251,13 @@ def load_listing_policy(policy_dir: str | Path) -> ListingPolicy:
             requests_per_hour=_number(node, "requests_per_hour", delisting.requests_per_hour, int, 1, 3600),
             burst=_number(node, "burst", delisting.burst, int, 1, 100),
         )
-    return ListingPolicy(codes=codes, expiry=expiry, escalation=escalation, remediation=remediation,
+    identity = Identity()
+    if "identity" in data:
+        node = yamlfile.check_keys(data["identity"], {"terminated"}, set(), "identity", name, data.where("identity"))
+        identity = Identity(terminated=_duration(node, "terminated", identity.terminated))
+    return ListingPolicy(codes={k: v for k, v in codes.items() if k in DEFAULT_CODES},
+                         tenant_codes={k: v for k, v in codes.items() if k in TENANT_CODES},
+                         identity=identity, expiry=expiry, escalation=escalation, remediation=remediation,
                          delisting=delisting)
 
 

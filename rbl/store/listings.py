@@ -220,6 +220,23 @@ class ListingStore(Database):
         rows = self.db.execute(served + f"AND net IN ({marks}) AND plen < ?", head + [*around, plen]).fetchall()
         return inside + [row for row in rows if row[2] in around[row[1]]]
 
+    def naming(self, zone: str, now: dt.datetime, kind: str | None = None, lo: int = 0, hi: int | None = None
+               ) -> list[tuple[str, int, str]]:
+        """(kind, address, identities) of the served single-address listings that name identities,
+        optionally of one family with addresses in [lo, hi): what the tenant zone answers from."""
+        sql = ("SELECT kind, net, identities FROM listings INDEXED BY listings_identities "
+               "WHERE identities IS NOT NULL AND zone = ? AND state = 'active' AND exclude = 0 "
+               "AND plen = CASE kind WHEN 'ip4' THEN 32 ELSE 128 END AND (expires_at IS NULL OR expires_at > ?)")
+        params: list = [zone, epoch(now)]
+        if kind is not None:
+            width = BITS[kind] // 8
+            sql += " AND kind = ? AND net >= ?"
+            params += [kind, lo.to_bytes(width, "big")]
+            if hi is not None and hi < 1 << BITS[kind]:
+                sql += " AND net < ?"
+                params.append(hi.to_bytes(width, "big"))
+        return [(k, int.from_bytes(net, "big"), names) for k, net, names in self.db.execute(sql, params)]
+
     def serving_singles(self, zone: str, now: dt.datetime) -> list[tuple[str | None, str | None, bytes]]:
         """Single IPv4 listings in bulk: (code, txt, packed addresses) per distinct value.
 

@@ -8,6 +8,7 @@ pieces to redo only the windows a change touches.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from array import array
@@ -22,6 +23,7 @@ from rbl.policy.decide import EXCLUSION, Window, decide_window
 from rbl.policy.listing import ListingPolicy
 from rbl.policy.standing import Standing, dense_ranges, range_ids
 from rbl.zone.config import CLOUD_CODES, MALFORMED_CODE, ZoneConfig
+from rbl.zone.tenant import TenantZone, identity_hash, parents
 from rbl.zone.snapshot import (
     BLOCK_BITS, BLOCK_SHIFT, NXDOMAIN, Answer, Snapshot, ZoneSnapshot, domain_key, template_parts,
 )
@@ -389,13 +391,177 @@ def compile_snapshot(store, configs: list[ZoneConfig], policy: ListingPolicy, se
     total = 0
     try:
         for config in configs:
+            if config.serves == "tenant":
+                continue  # below, once its parent is compiled
             zone, count = compile_zone(config, policy, store.serving(config.origin, now, singles=False),
                                        store.serving_singles(config.origin, now), classification, standing)
             zones[zone.origin] = zone
             total += count
+        for config in configs:
+            if config.serves == "tenant":
+                zone = compile_tenant_zone(config, policy, zones[config.apex.encode("ascii")],
+                                           store.naming(config.apex, now), classification)
+                zones[zone.origin] = zone
+        zones = {c.origin.encode("ascii"): zones[c.origin.encode("ascii")] for c in configs}  # the files' order
     except RblError as exc:
         raise SnapshotError(f"snapshot not built: {exc}") from exc
     except Exception as exc:  # a broken row must not take the server down
         raise SnapshotError(f"snapshot not built: {type(exc).__name__}: {exc}") from exc
     return Snapshot(serial=serial, zones=zones, built_at=time.time(),
                     compile_seconds=time.perf_counter() - started, listings=total)
+
+
+# -- the tenant zone ----------------------------------------------------------------
+
+_TENANT_TXT = {
+    "implicated": "implicated: the listing of $ names this signing domain; ",
+    "bystander": "bystander: the listing of $ names other signing domains, not this one; ",
+}
+
+
+def tenant_answers(config: ZoneConfig, policy: ListingPolicy) -> list[Answer | None]:
+    """The tenant zone's answer table: [None, implicated, bystander] (see rbl.zone.tenant)."""
+    codes = {**policy.tenant_codes, **config.codes}
+    return [None] + [Answer((codes[name],), template_parts(_TENANT_TXT[name] + config.txt))
+                     for name in ("implicated", "bystander")]
+
+
+def tenant_items(rows, parent: ZoneSnapshot, classification: Classification) -> dict[str, list]:
+    """Store rows ``(kind, address, identities)`` as sorted ``(address, shared, identities)`` per family:
+    only the addresses the parent zone answers as listed (an exclusion wins here too)."""
+    out: dict[str, list] = {IP4: [], IP6: []}
+    for kind, value, names in rows:
+        if not (parent.ip4(value) if kind == IP4 else parent.ip6(value)):
+            continue
+        found = classification.find(kind, value)
+        out[kind].append((value, found is not None and found.space == "shared", sorted(set(names.split("\n")))))
+    for items in out.values():
+        items.sort()
+    return out
+
+
+def _tenant_columns(kind: str, items: list) -> dict[str, np.ndarray]:
+    """A family's items as columns: keys, shared, run lengths and hashes, name lengths and names."""
+    keys, shared, runs, hashes, name_lens, names = [], [], [], [], [], []
+    for value, is_shared, identities in items:
+        exact = {identity_hash(name) | 1 for name in identities}
+        run = set(exact)
+        if not is_shared:  # accountable space: the identities' parents are empty non-terminals
+            run.update(h for name in identities for h in map(identity_hash, parents(name)) if h | 1 not in exact)
+        keys.append(value)
+        shared.append(is_shared)
+        runs.append(len(run))
+        hashes.extend(sorted(run))
+        text = "\n".join(identities).encode("ascii")
+        name_lens.append(len(text))
+        names.append(text)
+    columns = {"shared": np.array(shared, dtype=np.uint8), "runs": np.array(runs, dtype=np.uint32),
+               "hashes": np.array(hashes, dtype=np.uint64), "name_lens": np.array(name_lens, dtype=np.uint32),
+               "names": np.frombuffer(b"".join(names), dtype=np.uint8)}
+    if kind == IP4:
+        columns["keys"] = np.array(keys, dtype=np.uint32)
+    else:
+        columns["hi"] = np.array([k >> 64 for k in keys], dtype=np.uint64)
+        columns["lo"] = np.array([k & _MASK64 for k in keys], dtype=np.uint64)
+    return columns
+
+
+def _zone_columns(zone, kind: str) -> dict[str, np.ndarray]:
+    p = "t4_" if kind == IP4 else "t6_"
+    ends = np.frombuffer(getattr(zone, p + "ends"), dtype=np.uint32).astype(np.int64)
+    name_ends = np.frombuffer(getattr(zone, p + "name_ends"), dtype=np.uint32).astype(np.int64)
+    columns = {"shared": np.frombuffer(getattr(zone, p + "shared"), dtype=np.uint8),
+               "runs": np.diff(ends, prepend=0).astype(np.uint32),
+               "hashes": np.frombuffer(getattr(zone, p + "hashes"), dtype=np.uint64),
+               "name_lens": np.diff(name_ends, prepend=0).astype(np.uint32),
+               "names": np.frombuffer(getattr(zone, p + "names"), dtype=np.uint8)}
+    if kind == IP4:
+        columns["keys"] = np.frombuffer(zone.t4_keys, dtype=np.uint32)
+    else:
+        columns["hi"] = np.frombuffer(zone.t6_hi, dtype=np.uint64)
+        columns["lo"] = np.frombuffer(zone.t6_lo, dtype=np.uint64)
+    return columns
+
+
+_PER_KEY = ("keys", "hi", "lo", "shared", "runs", "name_lens")
+
+
+def _slice_columns(columns: dict, x: int, y: int) -> dict:
+    """Addresses x..y-1 of a family's columns, with their runs of hashes and names."""
+    out = {k: v[x:y] for k, v in columns.items() if k in _PER_KEY}
+    runs = np.cumsum(columns["runs"], dtype=np.int64)
+    lens = np.cumsum(columns["name_lens"], dtype=np.int64)
+    start, end = (int(runs[x - 1]) if x else 0), (int(runs[y - 1]) if y else 0)
+    out["hashes"] = columns["hashes"][start:end]
+    start, end = (int(lens[x - 1]) if x else 0), (int(lens[y - 1]) if y else 0)
+    out["names"] = columns["names"][start:end]
+    return out
+
+
+def _tenant_fields(kind: str, pieces: list[dict]) -> dict[str, array]:
+    """The zone fields (arrays) of a family from its columns in pieces, in address order."""
+    p = "t4_" if kind == IP4 else "t6_"
+    joined = {k: np.concatenate([piece[k] for piece in pieces]) for k in pieces[0]}
+    as_array = {
+        "shared": ("B", joined["shared"].astype(np.uint8)),
+        "ends": ("I", np.cumsum(joined["runs"], dtype=np.int64).astype(np.uint32)),
+        "hashes": ("Q", joined["hashes"].astype(np.uint64)),
+        "names": ("B", joined["names"].astype(np.uint8)),
+        "name_ends": ("I", np.cumsum(joined["name_lens"], dtype=np.int64).astype(np.uint32)),
+    }
+    if kind == IP4:
+        as_array["keys"] = ("I", joined["keys"].astype(np.uint32))
+    else:
+        as_array["hi"] = ("Q", joined["hi"].astype(np.uint64))
+        as_array["lo"] = ("Q", joined["lo"].astype(np.uint64))
+    out = {}
+    for name, (code, values) in as_array.items():
+        out[p + name] = array(code)
+        out[p + name].frombytes(values.tobytes())
+    return out
+
+
+def compile_tenant_zone(config: ZoneConfig, policy: ListingPolicy, parent: ZoneSnapshot, rows,
+                        classification: Classification | None = None):
+    """The tenant zone from the parent's listings that name identities (:meth:`ListingStore.naming`),
+    answered only where ``parent`` (already compiled) lists the address."""
+    items = tenant_items(rows, parent, classification or Classification())
+    fields = {}
+    for kind in (IP4, IP6):
+        fields.update(_tenant_fields(kind, [_tenant_columns(kind, items[kind])]))
+    empty4, empty6 = array("I", [0]), array("Q", [0])
+    return TenantZone(config=config, answers=tenant_answers(config, policy), ip4_starts=empty4,
+                      ip4_values=array("I", [0]), ip4_blocks=array("I"), ip6_hi=empty6, ip6_lo=array("Q", [0]),
+                      ip6_values=array("I", [0]), domain_keys=[b""], domain_values=array("I", [0]), **fields)
+
+
+def _first_at_or_above(columns: dict, kind: str, value: int) -> int:
+    if kind == IP4:
+        return int(np.searchsorted(columns["keys"], value)) if value < 1 << 32 else len(columns["keys"])
+    if value >= 1 << 128:
+        return len(columns["hi"])
+    hi, lo = np.uint64(value >> 64), np.uint64(value & _MASK64)
+    a = int(np.searchsorted(columns["hi"], hi, side="left"))
+    b = int(np.searchsorted(columns["hi"], hi, side="right"))
+    return a + int(np.searchsorted(columns["lo"][a:b], lo, side="left"))
+
+
+def patch_tenant_zone(zone, policy: ListingPolicy, parent: ZoneSnapshot, store, changes, now: dt.datetime,
+                      classification: Classification | None = None):
+    """The tenant zone with the addresses in the changed ranges read again (the parent already patched)."""
+    classification = classification or Classification()
+    fields = {}
+    for kind, ranges in ((IP4, changes.ip4), (IP6, changes.ip6)):
+        if not ranges:
+            continue
+        old = _zone_columns(zone, kind)
+        pieces, pos = [], 0
+        for lo, hi, _plen in ranges:  # sorted and apart (Changes.of)
+            x, y = _first_at_or_above(old, kind, lo), _first_at_or_above(old, kind, hi)
+            pieces.append(_slice_columns(old, pos, x))
+            rows = store.naming(parent.config.origin, now, kind, lo, hi)
+            pieces.append(_tenant_columns(kind, tenant_items(rows, parent, classification)[kind]))
+            pos = y
+        pieces.append(_slice_columns(old, pos, len(old["shared"])))
+        fields.update(_tenant_fields(kind, pieces))
+    return dataclasses.replace(zone, answers=tenant_answers(zone.config, policy), **fields) if fields else zone

@@ -27,9 +27,12 @@ Example::
     subzones:                  # served under the zone's SOA and NS, e.g. cloud.bl.example
       - name: cloud
         serves: cloud          # the cloud information zone: which vendor's space, which kind
+      - name: tenant
+        serves: tenant         # identity.reversed-address: implicated (127.0.3.2) or bystander (127.0.3.1)
       - name: dkim
         serves: listings       # DKIM signing domains: rbl listing add --zone dkim.bl.example
         codes: {block: 127.0.2.2, throttle: 127.0.2.4}
+        dkim: true             # vendors' tenant_terminated identities are listed here
     export:                    # rbl export rbldnsd|zonefile
       ipv4_mapped: true        # zone files: ::ffff:a.b.c.d names answered from the IPv4
                                # listings, as rbl does (false: only the RFC 5782 test point)
@@ -60,7 +63,7 @@ MAX_TTL = 2**31 - 1
 MALFORMED_CODE = "127.255.255.252"
 ACCESS_CODE = "127.255.255.254"
 ACCESS_ACTIONS = ("allow", "refuse", "error")
-SERVES = ("listings", "verbatim", "cloud")
+SERVES = ("listings", "verbatim", "cloud", "tenant")
 # The cloud information zone's codes (DESIGN section 3): input to scoring, never a block.
 CLOUD_CODES = {"shared": "127.0.1.1", "dedicated": "127.0.1.2", "quarantine": "127.0.1.3"}
 
@@ -134,6 +137,7 @@ class ZoneConfig:
     apex: str = ""  # a sub-zone's parent, whose SOA and NS it is served under; "" for a zone
     export_ipv4_mapped: bool = True  # zone files write ::ffff:a.b.c.d names from the IPv4 data
     transfer: TransferConfig | None = None  # zone transfers to secondaries; None: none (never on a sub-zone)
+    dkim: bool = False  # a sub-zone of DKIM signing domains: vendors' terminated tenants are listed here
 
     @property
     def soa_owner(self) -> str:
@@ -281,11 +285,11 @@ def _serves(node: yamlfile.Located, allowed: tuple[str, ...]) -> str:
 
 
 def _codes(node: yamlfile.Located) -> dict[str, str]:
-    from rbl.policy.listing import DEFAULT_CODES, check_code
+    from rbl.policy.listing import DEFAULT_CODES, TENANT_CODES, check_code
 
     if "codes" not in node:
         return {}
-    allowed = set(CLOUD_CODES) if node.get("serves") == "cloud" else set(DEFAULT_CODES)
+    allowed = set({"cloud": CLOUD_CODES, "tenant": TENANT_CODES}.get(node.get("serves"), DEFAULT_CODES))
     codes = yamlfile.check_keys(node["codes"], allowed, set(), "codes", node.path, node.where("codes"))
     return {key: check_code(codes, key, value) for key, value in codes.items()}
 
@@ -297,25 +301,35 @@ def _subzones(node: yamlfile.Located, parent: ZoneConfig) -> list[ZoneConfig]:
     out: list[ZoneConfig] = []
     for item in items:
         line = getattr(item, "line", node.where("subzones"))
-        sub = yamlfile.check_keys(item, {"name", "serves", "ttl", "txt", "codes"}, {"name", "serves"},
+        sub = yamlfile.check_keys(item, {"name", "serves", "ttl", "txt", "codes", "dkim"}, {"name", "serves"},
                                   "sub-zone", node.path, line)
         label = _name(sub, "name")
         origin = f"{label}.{parent.origin}"
         if any(z.origin == origin for z in out):
             raise sub.error(f"sub-zone {label} is named twice", "name")
         serves = _serves(sub, SERVES)
+        if serves == "tenant" and any(z.serves == "tenant" for z in out):
+            raise sub.error("a zone has one tenant sub-zone: it answers for the zone's own listings", "serves")
+        dkim = sub.get("dkim", False)
+        if not isinstance(dkim, bool):
+            raise sub.error(f"dkim must be true or false, not {dkim!r}", "dkim")
+        if dkim and serves != "listings":
+            raise sub.error("dkim: true lists signing domains: only a sub-zone that serves listings", "dkim")
+        if dkim and any(z.dkim for z in out):
+            raise sub.error("dkim: true on two sub-zones: terminated tenants would be listed twice", "dkim")
         txt = sub.get("txt", _default_txt(serves, parent))
         if not isinstance(txt, str) or not txt.isascii():
             raise sub.error("txt must be a text of ASCII characters", "txt")
         out.append(dataclasses.replace(
             parent, origin=origin, ttl=_ttl(sub, "ttl", parent.ttl), txt=txt, serves=serves,
-            codes=_codes(sub), apex=parent.origin, glue={}, transfer=None,
+            codes=_codes(sub), apex=parent.origin, glue={}, transfer=None, dkim=dkim,
         ))
     return out
 
 
 def _default_txt(serves: str, parent: ZoneConfig) -> str:
     # The cloud zone's TXT describes the range; "$" there is the address asked about.
+    # The tenant zone's says implicated or bystander, then this ("$": the address).
     return "" if serves == "cloud" else parent.txt
 
 

@@ -178,8 +178,8 @@ def _decided_patches(store, zone: ZoneSnapshot, table: AnswerTable, kind: str, r
 def patch_zone(zone: ZoneSnapshot, policy: ListingPolicy, store, changes: Changes,
                now: dt.datetime, classification: Classification | None = None, standing=None) -> ZoneSnapshot:
     """A new zone snapshot: the old one with the changed ranges recomputed from the store."""
-    if zone.config.serves == "cloud":
-        return zone  # answers from policy alone: a listing changes nothing there
+    if zone.config.serves in ("cloud", "tenant"):
+        return zone  # cloud: answers from policy alone; tenant: patch_tenant_zone, once its parent is patched
     table = AnswerTable(zone.config, policy, zone.answers)
     points4, points_domain = test_point_ranges(table)
     decided = zone.config.serves == "listings"

@@ -22,6 +22,7 @@ from rbl.errors import SnapshotError
 from rbl.files import replaced
 from rbl.zone.config import Soa, ZoneConfig
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
+from rbl.zone.tenant import TENANT_ARRAYS, TenantZone
 
 MAGIC = b"RBLSNAP3"
 _ARRAYS = ("ip4_starts", "ip4_values", "ip4_blocks", "ip6_hi", "ip6_lo", "ip6_values", "domain_values")
@@ -42,7 +43,8 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
 
     zones = []
     for zone in snapshot.zones.values():
-        placed = {name: place(getattr(zone, name).tobytes()) for name in _ARRAYS}
+        arrays = _ARRAYS + (TENANT_ARRAYS if isinstance(zone, TenantZone) else ())
+        placed = {name: place(getattr(zone, name).tobytes()) for name in arrays}
         keys = zone.domain_keys
         placed["domain_keys"] = place(b"".join(keys))
         ends = array("I")
@@ -62,7 +64,7 @@ def write_snapshot(snapshot: Snapshot, path: str | Path) -> None:
             "answers_digest": digest,
             "malformed": zone.malformed,
             "arrays": placed,
-            "typecodes": {name: getattr(zone, name).typecode for name in _ARRAYS},
+            "typecodes": {name: getattr(zone, name).typecode for name in arrays},
         })
     header = json.dumps({
         "serial": snapshot.serial, "built_at": snapshot.built_at, "compile_seconds": snapshot.compile_seconds,
@@ -142,7 +144,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
             start, size = entry["arrays"][name]
             return view[base + start: base + start + size]
 
-        arrays = {name: region(name).cast(entry["typecodes"][name]) for name in _ARRAYS}
+        arrays = {name: region(name).cast(code) for name, code in entry["typecodes"].items()}
         keys_blob = bytes(region("domain_keys"))
         ends = region("domain_key_ends").cast("I")
         keys, start = [], 0
@@ -155,7 +157,8 @@ def read_snapshot(path: str | Path) -> Snapshot:
         config["glue"] = {host: tuple(addresses) for host, addresses in config["glue"].items()}
         config["access"] = tuple(tuple(rule) for rule in config["access"])
         answers = _answers(region("answers"), entry["answers_digest"])
-        zone = ZoneSnapshot(config=ZoneConfig(**config), answers=answers, domain_keys=keys,
+        kind = TenantZone if config["serves"] == "tenant" else ZoneSnapshot
+        zone = kind(config=ZoneConfig(**config), answers=answers, domain_keys=keys,
                             malformed=entry["malformed"], answers_digest=entry["answers_digest"], **arrays)
         zones[zone.origin] = zone
     return Snapshot(serial=header["serial"], zones=zones, built_at=header["built_at"],

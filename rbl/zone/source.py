@@ -25,7 +25,7 @@ from rbl.policy.vendors import Policy, load_policy, policy_files
 from rbl.store import ListingStore
 from rbl.store.database import timestamp
 from rbl.store.history import VendorHistory
-from rbl.zone.compile import compile_snapshot
+from rbl.zone.compile import compile_snapshot, patch_tenant_zone
 from rbl.zone.config import load_zones
 from rbl.zone.patch import Changes, patch_zone
 from rbl.zone.snapshot import Snapshot
@@ -189,6 +189,10 @@ class SnapshotSource:
         zones = {origin: patch_zone(zone, self._policy.listing, self.store, changes, now,
                                     self._policy.classification, self.standing)
                  for origin, zone in current.zones.items()}
+        for origin, zone in zones.items():
+            if zone.config.serves == "tenant":
+                zones[origin] = patch_tenant_zone(zone, self._policy.listing, zones[zone.config.apex.encode("ascii")],
+                                                  self.store, changes, now, self._policy.classification)
         serial = self.store.next_serial(int(time.time()))
         self._seen, self._audit_id = seen, newest
         self._next_expiry = self.store.next_expiry(now)
