@@ -137,9 +137,14 @@ def parse_identity(raw: str) -> str:
     if not isinstance(raw, str) or raw.strip().startswith(("*", ".")):
         raise SubjectError(f"{raw!r} is not a signing domain such as shop.example (one exact name)")
     try:
-        return parse_domain(raw).domain
+        name = parse_domain(raw).domain
     except SubjectError:
         raise SubjectError(f"{raw!r} is not a signing domain such as shop.example") from None
+    # No top-level domain has one character; the tenant zone relies on it (a pair name's label
+    # above the address is never an IPv6 nibble: see rbl.zone.tenant).
+    if len(name.rsplit(".", 1)[-1]) < 2:
+        raise SubjectError(f"{raw!r} is not a signing domain such as shop.example (one-character top label)")
+    return name
 
 
 def parse_identities(texts, subjects) -> tuple[str, ...]:
