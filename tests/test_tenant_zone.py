@@ -3,8 +3,11 @@ nothing, over DNS from a real ``rbl serve``, and as its slow twin says for rando
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+import json
 import shutil
+import time
 
 import dns.rcode
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +15,11 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, Server
 from rbl.addresses import parse_subject, reverse_name
+from rbl.policy.evidence import Item
 from rbl.store import ListingStore
+from rbl.store.database import timestamp
+from rbl.store.evidence import EvidenceStore, Remediation
+from rbl.store.tokens import TokenStore
 from rbl.store.listings import Entry
 from rbl.zone.snapshot import NODATA, NXDOMAIN
 from rbl.zone.source import SnapshotSource
@@ -149,3 +156,58 @@ def test_the_tenant_zone_answers_as_its_slow_twin_after_a_compile_and_after_a_pa
     source.close()
     store.close()
     shutil.rmtree(folder)
+
+
+def test_a_terminated_tenant_is_listed_in_the_dkim_zone_within_a_second(workspace):
+    workspace.rbl("listing", "add", EC2, "--identity", "shop.example")
+    vendor = workspace.rbl("vendor", "token", "create", "aws").stdout.split()[-1]
+    server = Server(workspace)
+    try:
+        assert server.query("shop.example.dkim.bl.example").rcode() == dns.rcode.NXDOMAIN
+        acted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status, body = server.http("POST", "/v1/evidence", {"items": [
+            {"subject": EC2, "action": "tenant_terminated", "reference": "T-9", "acted_at": acted,
+             "identity": "Shop.Example"}]}, token=vendor)
+        assert status == 202, body
+        posted = time.monotonic()
+        server.wait_for(lambda: server.addresses("shop.example.dkim.bl.example") == {"127.0.2.2"}, timeout=1.0)
+        assert time.monotonic() - posted < 1.0
+        # A false positive naming an identity never lists it.
+        status, body = server.http("POST", "/v1/evidence", {"items": [
+            {"subject": EC2, "action": "false_positive", "reference": "T-10", "acted_at": acted,
+             "identity": "honest.example"}]}, token=vendor)
+        assert status == 202, body
+        time.sleep(0.5)
+        assert server.query("honest.example.dkim.bl.example").rcode() == dns.rcode.NXDOMAIN
+    finally:
+        server.stop()
+    [line] = workspace.rbl("listing", "show", "shop.example", "--zone", "dkim.bl.example", "--json").stdout.splitlines()
+    shown = json.loads(line)
+    assert shown["source"] == "vendor:aws" and "T-9" in shown["reason"]
+
+
+def test_a_terminated_tenants_listing_ends_after_the_policy_lifetime(tmp_path):
+    now = [dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)]
+    db = str(tmp_path / "rbl.db")
+    store = ListingStore(db, clock=lambda: now[0])
+    store.add([Entry(parse_subject(EC2), identities=("shop.example",))], zone="bl.example", actor="test")
+    remediation = Remediation(("bl.example",), lambda kind, value: True, dt.timedelta(hours=6),
+                              ("dkim.bl.example",), dt.timedelta(days=30))
+    token, _secret = TokenStore(store).create("vendor", "aws", "test")
+    acted = now[0] - dt.timedelta(hours=1)
+    item = Item(parse_subject(EC2), "tenant_terminated", "T-1", acted, "shop.example")
+    EvidenceStore(store).submit("aws", token.id, [item], "x", "vendor:aws", None, remediation)
+    [listing] = store.show(parse_subject("shop.example"), zone="dkim.bl.example")
+    assert listing.expires_at == timestamp(acted + dt.timedelta(days=30))
+    source = SnapshotSource(db, str(ROOT / "policy"), str(ROOT / "zones"))
+    source.store.clock = lambda: now[0]
+    dkim = b"dkim.bl.example"
+    assert source.build().zones[dkim].find(b"shop.example") > 0
+    now[0] = acted + dt.timedelta(days=30, seconds=1)
+    assert source.build().zones[dkim].find(b"shop.example") == NXDOMAIN
+    # Evidence arriving after the lifetime has run lists nothing.
+    late = Item(parse_subject(EC2), "tenant_terminated", "T-2", acted, "late.example")
+    EvidenceStore(store).submit("aws", token.id, [late], "y", "vendor:aws", None, remediation)
+    assert store.show(parse_subject("late.example"), zone="dkim.bl.example") == []
+    source.close()
+    store.close()

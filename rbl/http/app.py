@@ -228,7 +228,9 @@ async def _evidence(request: web.Request) -> tuple[web.Response, str, int]:
         found = classification.find(kind, address)
         return found is not None and found.space == "shared" and found.vendor == owner
 
-    remediation = Remediation(zones, shared, policy.listing.expiry.remediated)
+    signers = tuple(zone.config.origin for zone in served.source.served.zones.values() if zone.config.dkim)
+    remediation = Remediation(zones, shared, policy.listing.expiry.remediated, signers,
+                              policy.listing.identity.terminated)
     try:
         done = EvidenceStore(store).submit(token.vendor, token.id, items, hashlib.sha256(raw).hexdigest(),
                                            f"vendor:{token.vendor} token:{token.id}", key, remediation)

@@ -27,6 +27,8 @@ class Remediation:
     zones: tuple[str, ...]
     shared: Callable[[str, int], bool]  # (kind, address) -> in shared space
     lasts: dt.timedelta  # expiry.remediated: the listing ends this long after the vendor acted
+    signers: tuple[str, ...] = ()  # the zones (dkim: true) a terminated tenant's identity is listed in
+    terminated: dt.timedelta = dt.timedelta(days=30)  # identity.terminated: for this long after the vendor acted
 
 
 class EvidenceItem(Protocol):
@@ -101,6 +103,8 @@ class EvidenceStore:
                         changed = self._dispute(conn, vendor, item, remediation, stamp, actor)
                     else:
                         changed = self._remediate(conn, item, remediation, stamp, actor)
+                        if item.action == "tenant_terminated" and item.identity:
+                            changed += self._list_signer(conn, vendor, item, remediation, actor)
                     if changed:
                         self.store.answers_changed(conn)
         return Submission(submission, vendor, len(items), ids, False)
@@ -140,6 +144,21 @@ class EvidenceStore:
             append_audit(conn, [(stamp, actor, "remediate", old.subject, old.as_dict(), after)])
             changed += 1
         return changed
+
+    def _list_signer(self, conn, vendor: str, item: EvidenceItem, remediation: Remediation, actor: str) -> int:
+        """A terminated tenant's signing domain, listed in the DKIM zones until ``terminated`` after the
+        vendor acted: the abuser is known when it signs from another address or cloud."""
+        from rbl.addresses import parse_domain
+        from rbl.store.listings import Entry
+
+        left = item.acted_at + remediation.terminated - self.store.clock()
+        if left <= dt.timedelta(0) or not remediation.signers:
+            return 0
+        entry = Entry(parse_domain(item.identity))
+        for zone in remediation.signers:
+            self.store.add_in(conn, [entry], zone=zone, actor=actor, expires=left, source=f"vendor:{vendor}",
+                              reason=f"tenant_terminated {item.reference} at {item.subject.text}")
+        return len(remediation.signers)
 
     def _clear_identity(self, conn, item: EvidenceItem, remediation: Remediation, stamp: str, actor: str) -> int:
         """A false positive about one identity: it leaves the listings the item covers (audited);

@@ -342,6 +342,13 @@ class ListingStore(Database):
             return self._add_rows(conn, entries, _Asked(zone, actor, action, now, expires, repeat, category, reason,
                                                         source, keep_hits=False))
 
+    def add_in(self, conn: sqlite3.Connection, entries: Iterable[Entry], *, zone: str, actor: str,
+               expires: dt.timedelta | None, reason: str | None = None, source: str | None = None,
+               action: str = "add") -> tuple[int, int]:
+        """:meth:`add` inside a transaction the caller holds (vendor evidence listing a signer)."""
+        return self._add_rows(conn, entries, _Asked(zone, actor, action, self.clock(), expires, None, None, reason,
+                                                    source, keep_hits=False))
+
     def _add_rows(self, conn: sqlite3.Connection, entries: Iterable[Entry], asked: _Asked) -> tuple[int, int]:
         added = refreshed = 0
         # Later lines win over earlier ones for the same subject, as a file read top down.
