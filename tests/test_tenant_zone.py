@@ -23,7 +23,9 @@ from rbl.store.tokens import TokenStore
 from rbl.store.listings import Entry
 from rbl.zone.snapshot import NODATA, NXDOMAIN
 from rbl.zone.source import SnapshotSource
+from rbl.zone.records import zone_records
 from rbl.zone.tenant import BYSTANDER, IMPLICATED
+from test_export import Resolver, rbl_answer
 
 TENANT = "tenant.bl.example"
 EC2 = "3.5.141.7"  # AWS EC2, shared space in the shipped policy
@@ -144,9 +146,14 @@ def test_the_tenant_zone_answers_as_its_slow_twin_after_a_compile_and_after_a_pa
     def check(snapshot) -> None:
         zone = snapshot.zones[TENANT.encode()]
         probes = asked + [(name, address) for address, names in listed.items() for name in names]
+        # The zone file mirrors load (zone_records), read as NSD and Knot read it (RFC 4592).
+        mirror = Resolver([r for r in zone_records(snapshot, "bl.example") if r.name.endswith("tenant")])
         for identity, address in probes:
             rel = f"{identity}.{reverse_name(address)}" if identity else reverse_name(address)
             assert zone.find(rel.encode()) == twin(listed, identity, address), (identity, address, listed)
+            rcode, codes, txt = mirror.ask(rel + ".tenant")
+            assert (rcode, codes, txt) == rbl_answer(zone, rel)[:2] + ([rbl_answer(zone, rel)[2]] if codes else [],), \
+                (identity, address)
 
     apply(first)
     check(source.build())

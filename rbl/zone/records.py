@@ -38,8 +38,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rbl.addresses import reverse_name
 from rbl.intervals import compress
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
+from rbl.zone.tenant import BYSTANDER, IMPLICATED, TENANT_ARRAYS, TenantZone, parents
 
 IP4_BITS = 32
 IP6_BITS = 128
@@ -576,6 +578,30 @@ def _domain_records(zone: ZoneSnapshot, suffix: str, ttl: int, hole: TextRecord,
             yield from rdata.records("*." + name, ttl, node.below, node.name)
 
 
+def _tenant_records(zone: TenantZone, kind: str, suffix: str, rdata: _Rdata) -> Iterator[TextRecord]:
+    """A tenant zone's pairs as names (rbl.zone.tenant): per address its identities (implicated) and, in
+    shared space, wildcards below the address, each identity and each parent of one (bystander), the
+    parents as names too. In accountable space the parents stay empty non-terminals (NODATA), as rbl."""
+    ttl = zone.config.ttl
+    room = 255 - len(zone.config.soa_owner) - 2  # names longer than a query can be are never asked
+    for value, shared, identities in zone.entries(kind):
+        address = str(ipaddress.ip_address(value) if kind == "ip4" else ipaddress.IPv6Address(value))
+        path = reverse_name(address) + suffix
+        names = {name: IMPLICATED for name in identities}
+        if shared:
+            for name in identities:
+                for parent in parents(name):
+                    names.setdefault(parent, BYSTANDER)
+            yield from rdata.records("*." + path, ttl, BYSTANDER, address)
+        for name in sorted(names):
+            owner = f"{name}.{path}"
+            if len(owner) + 1 > room:
+                continue
+            yield from rdata.records(owner, ttl, names[name], address)
+            if shared and len(owner) + 3 <= room:
+                yield from rdata.records("*." + owner, ttl, BYSTANDER, address)
+
+
 # -- segments: the records in independent pieces, each with a fingerprint -------------
 
 
@@ -686,6 +712,12 @@ def zone_data_segments(zone: ZoneSnapshot, suffix: str, mapped: bool, holes: str
     mapped_runs = ip4 if mapped else _test_point_runs(*ip4)
     yield from _cover_segments(f"{config.origin}/mapped", *mapped_runs, IP4_BITS, 4, context, ids,
                                emit(_nibble_path, _mapped_subject, "." + MAPPED_PATH + suffix))
+    if isinstance(zone, TenantZone):
+        for kind in ("ip4", "ip6"):
+            parts = [bytes(getattr(zone, name)) for name in TENANT_ARRAYS if name.startswith(f"t{kind[-1]}_")]
+            yield Segment(f"{config.origin}/{kind}", _fingerprint(("tenant", kind, context), *parts),
+                          lambda kind=kind: _tenant_records(zone, kind, suffix, rdata))
+        return
     if len(zone.domain_keys) > 1 or (len(zone.domain_values) and zone.domain_values[0]):
         keys = b"\0".join(zone.domain_keys)
         values = ids[np.array(zone.domain_values, dtype=np.int64)].tobytes()
