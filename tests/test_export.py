@@ -34,6 +34,7 @@ from rbl.zone.records import (TextRecord as Record, cidr_split, cidrs, domain_no
 from rbl.zone.compile import compile_zone
 from rbl.zone.snapshot import NODATA, NXDOMAIN, Snapshot
 from rbl.zone.tenant import TenantZone
+from tenant_pairs import add_identities, pairs_of
 from test_oracle_rbldnsd import Rbldnsd, question_wire, read_zone
 from test_snapshot import CONFIG, naive_ip, row
 
@@ -475,26 +476,12 @@ class Asked:
     subject: str | None  # the address asked about (None: a domain)
 
 
-def _pairs(zone, rng: random.Random) -> list[Asked]:
-    """Per address with identities: each identity, another signer, a parent, a child and the bare address."""
-    names = []
-    for kind in ("ip4", "ip6"):
-        for value, _shared, identities in zone.entries(kind):
-            text = str(ipaddress.ip_address(value) if kind == "ip4" else ipaddress.IPv6Address(value))
-            path = f"{reverse_name(text)}.tenant"
-            own = rng.choice(identities)
-            for identity in {*identities, rng.choice(SIGNERS), "other.example", own.split(".", 1)[1], "x." + own}:
-                names.append(Asked(f"{identity}.{path}", "", "pair@tenant", text))
-            names.append(Asked(path, "", "address@tenant", text))
-    return names
-
-
 def sample(snapshot, rng: random.Random, budget: int) -> list[Asked]:
     """Names that cover every run of every answer (edges and insides), domains and their parents."""
     names: list[Asked] = []
     for zone in snapshot.zones.values():
         if isinstance(zone, TenantZone):
-            names += _pairs(zone, rng)
+            names += [Asked(rel, "", kind, subject) for rel, kind, subject in pairs_of(zone, rng)]
             continue
         suffix = zone.config.origin[: -len(ORIGIN)].rstrip(".")
         at = f"@{suffix}" if suffix else ""
@@ -534,34 +521,6 @@ def sample(snapshot, rng: random.Random, budget: int) -> list[Asked]:
                 names.append(Asked(name + tail, "", "domain" + at, None))
     names.append(Asked("invalid", "", "domain", None))
     return [Asked(n.rel, qtype, n.kind, n.subject) for n in names for qtype in ("A", "TXT")]
-
-
-SIGNERS = [f"{name}.example" for name in ("shop", "mailer.shop", "news", "a.b.c", "bulk", "honest")] + ["shop.example.net"]
-
-
-def add_identities(workspace: Workspace, rng: random.Random) -> None:
-    """Listings naming identities for the tenant zone: in AWS's shared IPv4 and IPv6 space and in
-    unclassified space (accountable: never bystander)."""
-    from rbl.addresses import parse_subject
-    from rbl.policy.vendors import load_policy
-    from rbl.store import ListingStore
-    from rbl.store.listings import Entry
-
-    ranges = [r for r in load_policy(workspace.policy).classification.ranges
-              if r is not None and r.vendor == "aws" and r.space == "shared"]
-    picked = set()
-    for family, count in (("ip4", 900), ("ip6", 300)):
-        pool = [r for r in ranges if r.kind == family]
-        for _ in range(count):
-            r = rng.choice(pool)
-            bits = 32 if family == "ip4" else 128
-            picked.add(ipaddress.ip_address(r.net + rng.randrange(1 << min(bits - r.plen, 40))))
-    picked.update(ipaddress.ip_address(0x64400000 + rng.randrange(1 << 16)) for _ in range(700))  # 100.64/16
-    picked.update(ipaddress.ip_address((0x20010DB8 << 96) + rng.randrange(1 << 32)) for _ in range(200))
-    store = ListingStore(str(workspace.db))
-    store.add([Entry(parse_subject(str(a)), identities=tuple(sorted(set(rng.sample(SIGNERS, rng.randint(1, 3))))))
-               for a in picked], zone=ORIGIN, actor="test")
-    store.close()
 
 
 @pytest.fixture(scope="module")
