@@ -13,6 +13,13 @@ disjoint CIDRs (nothing overlaps, so longest-prefix rules never come into
 play). Each entry carries its answer's TXT template, the same in every
 section, so rbldnsd's duplicate check leaves one TXT record. Domains keep the
 nesting rbldnsd understands (``name``, ``*.name``, ``.name``, ``!`` exclusions).
+
+A tenant zone is two ``dnset`` sections: the implicated pairs as names, and in
+shared space the bystander wildcard below each address, with the implicated
+names excluded from it (``!name``). rbldnsd looks an exact name up before the
+longest wildcard above it, so nothing more is needed for the names below an
+identity or its parents. The TXT is written per address, literally: in a
+dnset rbldnsd's ``$`` would be the whole name asked, not the address.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ import numpy as np
 from rbl.errors import ExportError
 from rbl.files import replaced
 from rbl.zone.records import (
-    IP4_BITS, IP6_BITS, cidrs, domain_nodes, ip4_runs, ip6_runs, project, zone_records,
+    IP4_BITS, IP6_BITS, cidrs, domain_nodes, ip4_runs, ip6_runs, project, tenant_addresses, zone_records,
 )
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
+from rbl.zone.tenant import BYSTANDER, IMPLICATED, TenantZone
 
 log = logging.getLogger("rbl")
 
@@ -139,6 +147,9 @@ def rbldnsd_lines(snapshot: Snapshot, origin: str) -> Iterator[str]:
         for host, address in glue:
             yield f"{host[: -len(origin) - 1]} {config.ns_ttl} A {address}"
     for zone in zones:
+        if isinstance(zone, TenantZone):
+            yield from _tenant_sections(zone, zone.config.origin[: -len(origin) - 1])
+            continue
         yield from _zone_sections(zone, zone.config.origin[: -len(origin) - 1] if zone.config.apex else "@",
                                   [z.config.origin[: -len(origin) - 1] for z in zones if z.config.apex]
                                   if not zone.config.apex else [])
@@ -179,6 +190,35 @@ def _dnset_entries(nodes, table: np.ndarray, templates: list[str], code: str) ->
             yield f"{node.name} {value(exact)}" if exact else f"!{node.name}"
         if below != above:
             yield f"*.{node.name} {value(below)}" if below else f"!*.{node.name}"
+
+
+def _literal(answer: Answer, subject: str, origin: str) -> str:
+    """An answer's TXT for one subject as an rbldnsd value with no substitution in it."""
+    text = answer.text(subject)
+    return "" if not text else rbldnsd_template(Answer(answer.codes, (text,)), origin)
+
+
+def _tenant_sections(zone: TenantZone, subzone: str) -> Iterator[str]:
+    origin = zone.config.origin
+    for value in (IMPLICATED, BYSTANDER):
+        answer = zone.answers[value]
+        (code,) = answer.codes
+        lines = []
+        for kind in ("ip4", "ip6"):
+            for entry in tenant_addresses(zone, kind):
+                implicated = [name for name, found in entry.names.items() if found == IMPLICATED]
+                if value == BYSTANDER and not entry.shared:
+                    continue
+                lines.append(f":{code}:{_literal(answer, entry.address, origin)}")
+                if value == IMPLICATED:
+                    lines.extend(f"{name}.{entry.reverse}" for name in implicated)
+                else:
+                    lines.append(f"*.{entry.reverse}")
+                    lines.extend(f"!{name}.{entry.reverse}" for name in implicated)
+        if lines:
+            yield f"$DATASET dnset:{code} {subzone}"
+            yield f"$TTL {zone.config.ttl}"
+            yield from lines
 
 
 # -- zone files -------------------------------------------------------------------

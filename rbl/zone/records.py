@@ -578,28 +578,49 @@ def _domain_records(zone: ZoneSnapshot, suffix: str, ttl: int, hole: TextRecord,
             yield from rdata.records("*." + name, ttl, node.below, node.name)
 
 
-def _tenant_records(zone: TenantZone, kind: str, suffix: str, rdata: _Rdata) -> Iterator[TextRecord]:
-    """A tenant zone's pairs as names (rbl.zone.tenant): per address its identities (implicated) and, in
-    shared space, wildcards below the address, each identity and each parent of one (bystander), the
-    parents as names too. In accountable space the parents stay empty non-terminals (NODATA), as rbl."""
-    ttl = zone.config.ttl
-    room = 255 - len(zone.config.soa_owner) - 2  # names longer than a query can be are never asked
+class TenantAddress(NamedTuple):
+    """One address of a tenant zone as mirrors write it: its text, its reversed name (``7.141.5.3``),
+    whether it is shared space, and its owner names with their answer: each identity IMPLICATED and,
+    in shared space, each parent of one BYSTANDER (a name longer than a query can be is left out)."""
+
+    address: str
+    reverse: str
+    shared: bool
+    names: dict[str, int]
+
+
+def _wire_length(zone: ZoneSnapshot, *labels: str) -> int:
+    """The wire length of ``labels`` joined below the zone's origin."""
+    return sum(len(x) + 1 for x in labels) + len(zone.config.origin) + 2
+
+
+def tenant_addresses(zone: TenantZone, kind: str) -> Iterator[TenantAddress]:
+    """A tenant zone's addresses of one family, in order (rbl.zone.tenant says what each answers)."""
     for value, shared, identities in zone.entries(kind):
         address = str(ipaddress.ip_address(value) if kind == "ip4" else ipaddress.IPv6Address(value))
-        path = reverse_name(address) + suffix
+        reverse = reverse_name(address)
         names = {name: IMPLICATED for name in identities}
         if shared:
             for name in identities:
                 for parent in parents(name):
                     names.setdefault(parent, BYSTANDER)
-            yield from rdata.records("*." + path, ttl, BYSTANDER, address)
-        for name in sorted(names):
-            owner = f"{name}.{path}"
-            if len(owner) + 1 > room:
-                continue
-            yield from rdata.records(owner, ttl, names[name], address)
-            if shared and len(owner) + 3 <= room:
-                yield from rdata.records("*." + owner, ttl, BYSTANDER, address)
+        yield TenantAddress(address, reverse, shared,
+                            {name: names[name] for name in sorted(names) if _wire_length(zone, name, reverse) <= 255})
+
+
+def _tenant_records(zone: TenantZone, kind: str, suffix: str, rdata: _Rdata) -> Iterator[TextRecord]:
+    """A tenant zone's pairs as names: per address its identities (implicated) and, in shared space,
+    wildcards below the address, each identity and each parent of one (bystander), the parents as
+    names too. In accountable space the parents stay empty non-terminals (NODATA), as rbl."""
+    ttl = zone.config.ttl
+    for entry in tenant_addresses(zone, kind):
+        path = entry.reverse + suffix
+        if entry.shared:
+            yield from rdata.records("*." + path, ttl, BYSTANDER, entry.address)
+        for name, value in entry.names.items():
+            yield from rdata.records(f"{name}.{path}", ttl, value, entry.address)
+            if entry.shared and _wire_length(zone, "*", name, entry.reverse) <= 255:
+                yield from rdata.records(f"*.{name}.{path}", ttl, BYSTANDER, entry.address)
 
 
 # -- segments: the records in independent pieces, each with a fingerprint -------------
