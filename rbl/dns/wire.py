@@ -53,8 +53,8 @@ def txt_rdata(text: bytes) -> bytes:
 class ZoneWire:
     """Byte templates of one zone for the fast path, built once per snapshot."""
 
-    __slots__ = ("zone", "origin_wire", "origin_len", "ip4_question", "ip6_question", "a_rrs", "a_counts", "txt_head",
-                 "soa_tail", "special", "hits")
+    __slots__ = ("zone", "origin_wire", "origin_len", "ip4_question", "ip6_question", "pair_questions", "a_rrs",
+                 "a_counts", "txt_head", "soa_tail", "special", "hits")
 
     def __init__(self, zone: ZoneSnapshot, serial: int):
         config = zone.config
@@ -82,10 +82,17 @@ class ZoneWire:
         # RFC 2308: the SOA in a negative answer lives min(SOA TTL, SOA minimum).
         neg_ttl = min(soa.ttl, config.negative_ttl)
         self.soa_tail = b"\x00\x06\x00\x01" + struct.pack(">IH", neg_ttl, len(rdata)) + rdata
+        self.pair_questions: tuple = ()
         if config.serves == "tenant":
             # Pair names start with an identity: a bare address there is an empty non-terminal, which
-            # the address regexes would misread; the zone's own lookup (find) answers every name.
+            # the address regexes would misread. The pair regexes take an identity's labels (checked
+            # by _identity) above 4 octets or 32 nibbles; the zone's own lookup answers the rest.
             self.ip4_question = self.ip6_question = _NEVER
+            tail = rb")(?i:" + re.escape(origin) + rb")\x00([\x01\x10\xff])\x00\x01"
+            self.pair_questions = (
+                (4, re.compile(rb"([\x01-\x3f].+?)((?:" + _OCTET_LABEL + rb"){4}" + tail, re.S).match),
+                (6, re.compile(rb"([\x01-\x3f].+?)((?:\x01[0-9a-fA-F]){32}" + tail, re.S).match),
+            )
         # Names with records of their own (apex, glue hosts): the general path answers them.
         self.special = {b""} | {
             host[: -len(config.origin) - 1].encode("ascii")
@@ -139,11 +146,13 @@ class SnapshotWire(dict):
     path over them (:func:`make_hot_answer`; None when no zone can take it)."""
 
     hot: HotAnswer | None = None
+    tenants: tuple[ZoneWire, ...] = ()  # the tenant zones', whose pair names template_answer tries first
 
 
 def build_snapshot_wire(snapshot: Snapshot) -> SnapshotWire:
     wires = SnapshotWire((origin, ZoneWire(zone, snapshot.serial)) for origin, zone in snapshot.zones.items())
     wires.hot = make_hot_answer(list(wires.values()))
+    wires.tenants = tuple(w for w in wires.values() if w.pair_questions)
     return wires
 
 
@@ -284,6 +293,11 @@ def template_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: b
     # QR clear and opcode QUERY.
     if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION or data[10] or data[11] > 1:
         return None
+    for wire in wires.tenants:
+        for family, match in wire.pair_questions:
+            m = match(data, 12)
+            if m is not None:
+                return _pair_reply(data, wire, m, family, udp)
     for wire in wires.values():
         match = wire.ip4_question.match(data, 12)
         if match is not None:
@@ -311,6 +325,44 @@ def template_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: b
         return None
     wire, rel, qtype, qend = question
     return _reply(data, wire, rel, wire.zone.find(rel), qtype, qend, udp)
+
+
+def _identity(wire_labels: bytes) -> tuple[bytes, int] | None:
+    """A name's labels from the wire as lowercase dotted text, and its last label's length; None
+    when they are not labels (the regex matched across the end of the name)."""
+    labels = []
+    pos, end = 0, len(wire_labels)
+    while pos < end:
+        length = wire_labels[pos]
+        label = wire_labels[pos + 1: pos + 1 + length]
+        if not 0 < length <= 63 or len(label) != length or b"." in label:
+            return None
+        labels.append(label)
+        pos += 1 + length
+    return b".".join(labels).lower(), length
+
+
+def _pair_reply(data: bytes, wire: ZoneWire, m: re.Match, family: int, udp: bool) -> bytes | None:
+    """The reply to an (identity, address) name of a tenant zone (see rbl.zone.tenant)."""
+    found = _identity(m[1])
+    qend = m.end()
+    if found is None or qend - 16 > MAX_NAME or wire.zone.config.access:
+        return None  # the general path: a malformed name, or one whose answer depends on who asks
+    identity, top = found
+    zone = wire.zone
+    address = m[2].translate(_LENGTHS_TO_DOTS)[1:] if family == 4 else m[2].translate(_LENGTHS_TO_DOTS)[1:].lower()
+    rel = identity + b"." + address
+    if top < 2:
+        result = zone.find(rel)  # a one-character top label may continue a nibble path: find decides
+    elif family == 4:
+        d, c, b, a = address.split(b".")
+        octet = _OCTET_VALUE
+        result = zone.pair4(identity, octet[a] << 24 | octet[b] << 16 | octet[c] << 8 | octet[d])
+    else:
+        result = zone.pair6(identity, int(m[2][1::2][::-1], 16))
+        if result is None:
+            result = zone.find(rel)
+    return _reply(data, wire, rel, result, m[3][0], qend, udp)
 
 
 def _question(data: bytes, snapshot: Snapshot, wires: SnapshotWire) -> tuple | None:

@@ -118,7 +118,7 @@ class TenantZone(ZoneSnapshot):
         if nibbles == 32:
             i = self._index6(int(b"".join(reversed(labels[-32:])), 16))
             if i >= 0:
-                return self._pair(labels[:-32], i, self.t6_ends, self.t6_hashes, self.t6_shared)
+                return self._pair(b".".join(labels[:-32]), i, self.t6_ends, self.t6_hashes, self.t6_shared)
         # The deepest empty non-terminal an IPv6 address with identities makes along the name.
         deep6 = 0
         while deep6 < min(nibbles, 31):
@@ -140,7 +140,7 @@ class TenantZone(ZoneSnapshot):
             # Identities have a top label of two characters or more, never a nibble: an IPv6
             # path deeper than the address is not below any identity's name, only its wildcard's.
             if i >= 0 and deep6 <= 4:
-                return self._pair(labels[:-4], i, self.t4_ends, self.t4_hashes, self.t4_shared)
+                return self._pair(b".".join(labels[:-4]), i, self.t4_ends, self.t4_hashes, self.t4_shared)
             if i >= 0:
                 deep4 = 4
         while deep4 < min(octets, 3):
@@ -154,11 +154,23 @@ class TenantZone(ZoneSnapshot):
             deep4 = depth
         return NODATA if count == max(deep4, deep6) and count else NXDOMAIN
 
+    def pair4(self, identity: bytes, value: int) -> int:
+        """:meth:`find` for a lowercase identity (its top label two characters or more, so that the
+        name is no IPv6 nibble path) above an IPv4 address: the DNS fast path's lookup."""
+        i = self._index4(value)
+        return NXDOMAIN if i < 0 else self._pair(identity, i, self.t4_ends, self.t4_hashes, self.t4_shared)
+
+    def pair6(self, identity: bytes, value: int) -> int | None:
+        """:meth:`find` for an identity above an IPv6 address with identities; None for any other
+        address (its last nibbles may be an IPv4 address: :meth:`find` decides)."""
+        i = self._index6(value)
+        return None if i < 0 else self._pair(identity, i, self.t6_ends, self.t6_hashes, self.t6_shared)
+
     @staticmethod
-    def _pair(identity: list[bytes], i: int, ends: array, hashes: array, shared: array) -> int:
+    def _pair(identity: bytes, i: int, ends: array, hashes: array, shared: array) -> int:
         if not identity:
             return NODATA  # the address's own name: its identities are below it
-        h = identity_hash(b".".join(identity))
+        h = identity_hash(identity)
         start, end = ends[i - 1] if i else 0, ends[i]
         j = bisect_left(hashes, h, start, end)
         found = hashes[j] if j < end else -1  # h | 1: the identity; h: a parent of one (never both)
