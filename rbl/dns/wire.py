@@ -89,8 +89,9 @@ class ZoneWire:
             # by _identity) above 4 octets or 32 nibbles; the zone's own lookup answers the rest.
             self.ip4_question = self.ip6_question = _NEVER
             tail = rb")(?i:" + re.escape(origin) + rb")\x00([\x01\x10\xff])\x00\x01"
+            octet = b"(" + _OCTET_LABEL + b")"
             self.pair_questions = (
-                (4, re.compile(rb"([\x01-\x3f].+?)((?:" + _OCTET_LABEL + rb"){4}" + tail, re.S).match),
+                (4, re.compile(rb"([\x01-\x3f].+?)" + octet * 4 + tail[1:], re.S).match),
                 (6, re.compile(rb"([\x01-\x3f].+?)((?:\x01[0-9a-fA-F]){32}" + tail, re.S).match),
             )
         # Names with records of their own (apex, glue hosts): the general path answers them.
@@ -330,16 +331,19 @@ def template_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: b
 def _identity(wire_labels: bytes) -> tuple[bytes, int] | None:
     """A name's labels from the wire as lowercase dotted text, and its last label's length; None
     when they are not labels (the regex matched across the end of the name)."""
-    labels = []
-    pos, end = 0, len(wire_labels)
+    dotted = bytearray(wire_labels)
+    end = len(dotted)
+    pos = last = labels = 0
     while pos < end:
-        length = wire_labels[pos]
-        label = wire_labels[pos + 1: pos + 1 + length]
-        if not 0 < length <= 63 or len(label) != length or b"." in label:
+        length = dotted[pos]
+        if not 0 < length <= 63:
             return None
-        labels.append(label)
-        pos += 1 + length
-    return b".".join(labels).lower(), length
+        dotted[pos] = 46  # "."
+        last, pos, labels = length, pos + 1 + length, labels + 1
+    if pos != end or dotted.count(46) != labels:
+        return None  # past the end of the name, or a dot inside a label
+    text = bytes(dotted[1:]).lower()
+    return text, last
 
 
 def _pair_reply(data: bytes, wire: ZoneWire, m: re.Match, family: int, udp: bool) -> bytes | None:
@@ -350,19 +354,26 @@ def _pair_reply(data: bytes, wire: ZoneWire, m: re.Match, family: int, udp: bool
         return None  # the general path: a malformed name, or one whose answer depends on who asks
     identity, top = found
     zone = wire.zone
-    address = m[2].translate(_LENGTHS_TO_DOTS)[1:] if family == 4 else m[2].translate(_LENGTHS_TO_DOTS)[1:].lower()
-    rel = identity + b"." + address
-    if top < 2:
-        result = zone.find(rel)  # a one-character top label may continue a nibble path: find decides
-    elif family == 4:
-        d, c, b, a = address.split(b".")
-        octet = _OCTET_VALUE
-        result = zone.pair4(identity, octet[a] << 24 | octet[b] << 16 | octet[c] << 8 | octet[d])
+    qtype = m.group(m.lastindex)[0]
+    rel = b""  # only a TXT or a lookup by name needs the name
+    if family == 4:
+        d, c, b, a = m.group(2, 3, 4, 5)
+        if qtype != QTYPE_A or top < 2:
+            rel = b".".join((identity, d[1:], c[1:], b[1:], a[1:]))
+        if top < 2:
+            result = zone.find(rel)  # a one-character top label may continue a nibble path: find decides
+        else:
+            value = _LABEL_VALUE
+            result = zone.pair4(identity, value[a] << 24 | value[b] << 16 | value[c] << 8 | value[d])
     else:
-        result = zone.pair6(identity, int(m[2][1::2][::-1], 16))
+        nibbles = m[2]
+        if qtype != QTYPE_A or top < 2:
+            rel = identity + nibbles.translate(_LENGTHS_TO_DOTS).lower()
+        result = zone.pair6(identity, int(nibbles[1::2][::-1], 16)) if top >= 2 else None
         if result is None:
+            rel = rel or identity + nibbles.translate(_LENGTHS_TO_DOTS).lower()
             result = zone.find(rel)
-    return _reply(data, wire, rel, result, m[3][0], qend, udp)
+    return _reply(data, wire, rel, result, qtype, qend, udp)
 
 
 def _question(data: bytes, snapshot: Snapshot, wires: SnapshotWire) -> tuple | None:
