@@ -53,8 +53,8 @@ def txt_rdata(text: bytes) -> bytes:
 class ZoneWire:
     """Byte templates of one zone for the fast path, built once per snapshot."""
 
-    __slots__ = ("zone", "origin_wire", "origin_len", "ip4_question", "ip6_question", "pair_questions", "a_rrs",
-                 "a_counts", "txt_head", "soa_tail", "special", "hits")
+    __slots__ = ("zone", "origin_wire", "origin_len", "ip4_question", "ip6_question", "pair_questions", "pair_origin",
+                 "a_rrs", "a_counts", "txt_head", "soa_tail", "special", "hits")
 
     def __init__(self, zone: ZoneSnapshot, serial: int):
         config = zone.config
@@ -83,6 +83,7 @@ class ZoneWire:
         neg_ttl = min(soa.ttl, config.negative_ttl)
         self.soa_tail = b"\x00\x06\x00\x01" + struct.pack(">IH", neg_ttl, len(rdata)) + rdata
         self.pair_questions: tuple = ()
+        self.pair_origin = None
         if config.serves == "tenant":
             # Pair names start with an identity: a bare address there is an empty non-terminal, which
             # the address regexes would misread. The pair regexes take an identity's labels (checked
@@ -90,10 +91,13 @@ class ZoneWire:
             self.ip4_question = self.ip6_question = _NEVER
             tail = rb")(?i:" + re.escape(origin) + rb")\x00([\x01\x10\xff])\x00\x01"
             octet = b"(" + _OCTET_LABEL + b")"
+            # IPv6 first: the IPv4 regex's scan over a name of 32 nibbles costs several microseconds.
             self.pair_questions = (
-                (4, re.compile(rb"([\x01-\x3f].+?)" + octet * 4 + tail[1:], re.S).match),
                 (6, re.compile(rb"([\x01-\x3f].+?)((?:\x01[0-9a-fA-F]){32}" + tail, re.S).match),
+                (4, re.compile(rb"([\x01-\x3f].+?)" + octet * 4 + tail[1:], re.S).match),
             )
+            # Tried before either, so that a query for another zone costs one short search.
+            self.pair_origin = re.compile(rb"(?i:" + re.escape(origin) + rb")\x00", re.S).search
         # Names with records of their own (apex, glue hosts): the general path answers them.
         self.special = {b""} | {
             host[: -len(config.origin) - 1].encode("ascii")
@@ -295,6 +299,8 @@ def template_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: b
     if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION or data[10] or data[11] > 1:
         return None
     for wire in wires.tenants:
+        if wire.pair_origin(data, 12) is None:
+            continue
         for family, match in wire.pair_questions:
             m = match(data, 12)
             if m is not None:
