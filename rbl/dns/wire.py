@@ -373,11 +373,10 @@ def _pair_reply(data: bytes, wire: ZoneWire, m: re.Match, family: int, udp: bool
             result = zone.pair4(identity, value[a] << 24 | value[b] << 16 | value[c] << 8 | value[d])
     else:
         nibbles = m[2]
-        if qtype != QTYPE_A or top < 2:
-            rel = identity + nibbles.translate(_LENGTHS_TO_DOTS).lower()
         result = zone.pair6(identity, int(nibbles[1::2][::-1], 16)) if top >= 2 else None
+        if qtype != QTYPE_A or result is None:
+            rel = identity + nibbles.translate(_LENGTHS_TO_DOTS).lower()
         if result is None:
-            rel = rel or identity + nibbles.translate(_LENGTHS_TO_DOTS).lower()
             result = zone.find(rel)
     return _reply(data, wire, rel, result, qtype, qend, udp)
 

@@ -206,9 +206,9 @@ def _tenant_sections(zone: TenantZone, subzone: str) -> Iterator[str]:
         lines = []
         for kind in ("ip4", "ip6"):
             for entry in tenant_addresses(zone, kind):
-                implicated = [name for name, found in entry.names.items() if found == IMPLICATED]
                 if value == BYSTANDER and not entry.shared:
                     continue
+                implicated = [name for name, found in entry.names.items() if found == IMPLICATED]
                 lines.append(f":{code}:{_literal(answer, entry.address, origin)}")
                 if value == IMPLICATED:
                     lines.extend(f"{name}.{entry.reverse}" for name in implicated)
