@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rbl.dns.counts import Key
+from rbl.dns.keys import OVER_CODE
 from rbl.zone.config import ACCESS_CODE, CLOUD_CODES, MALFORMED_CODE
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
-ERROR_CODES = {MALFORMED_CODE: "malformed", ACCESS_CODE: "not-allowed"}
+ERROR_CODES = {MALFORMED_CODE: "malformed", ACCESS_CODE: "not-allowed", OVER_CODE: "over-quota"}
 NOT_LISTED = "none"
 
 
@@ -103,6 +104,14 @@ class Metrics:
         self._lock = threading.Lock()
         self._workers: dict[int, dict[Key, int]] = {}  # by worker: its latest totals
         self._retired: Counter = Counter()  # the last totals of workers that have exited
+        self._worker_keys: dict[int, dict[int, int]] = {}  # by worker: queries per access key id
+        self._retired_keys: Counter = Counter()
+        self._worker_limited: dict[int, dict[str, int]] = {}  # by worker: RRL's limited answers by kind-action
+        self._retired_limited: Counter = Counter()
+        self.key_names: dict[int, str] = {}  # key id -> name, for the labels (the primary's key table)
+        self.key_usage: dict[int, tuple[int, int, int]] = {}  # key id -> (period start, used, total)
+        self.key_quota: dict[int, int] = {}  # key id -> queries per period
+        self.keys_over: frozenset[int] = frozenset()
         self.evidence: Counter = Counter()  # (outcome, status, reason) -> submissions
         self.evidence_items = 0
         self.compiles: Counter = Counter()  # kind (full, patch) -> count
@@ -114,14 +123,40 @@ class Metrics:
 
     # -- fed by the worker pool ----------------------------------------------------
 
-    def worker_totals(self, worker: int, totals: dict[Key, int]) -> None:
+    def worker_totals(self, worker: int, totals: dict[Key, int], keys: dict[int, int] | None = None,
+                      limited: dict[str, int] | None = None) -> None:
         with self._lock:
             self._workers[worker] = totals
+            self._worker_keys[worker] = keys or {}
+            self._worker_limited[worker] = limited or {}
 
     def worker_gone(self, worker: int) -> None:
         """A worker exited: its last totals stay counted (they only grow)."""
         with self._lock:
             self._retired.update(self._workers.pop(worker, {}))
+            self._retired_keys.update(self._worker_keys.pop(worker, {}))
+            self._retired_limited.update(self._worker_limited.pop(worker, {}))
+
+    def key_totals(self) -> Counter:
+        """Queries answered under each access key id by any worker since the primary started."""
+        with self._lock:
+            total = Counter(self._retired_keys)
+            for keys in self._worker_keys.values():
+                total.update(keys)
+            return total
+
+    def limited(self) -> Counter:
+        with self._lock:
+            total = Counter(self._retired_limited)
+            for limited in self._worker_limited.values():
+                total.update(limited)
+            return total
+
+    def keys_known(self, names: dict[int, str], quotas: dict[int, int], usage: dict[int, tuple[int, int, int]],
+                   over: frozenset[int]) -> None:
+        """The primary's view of the keys: names, quotas, usage in the period and which are over."""
+        with self._lock:
+            self.key_names, self.key_quota, self.key_usage, self.keys_over = names, quotas, usage, over
 
     def queries(self) -> Counter:
         """Every query answered by any worker since the primary started, by (zone, rcode, codes)."""
@@ -201,6 +236,28 @@ class Metrics:
             Family("rbl_source_success_timestamp_seconds", "gauge",
                    "When each listing source last replaced its listings, in seconds since the epoch.",
                    [({"source": name}, at) for name, at in sorted(self.source_success.items())]),
+        ]
+        limited = Counter(self._retired_limited)
+        for worker in self._worker_limited.values():
+            limited.update(worker)
+        families += [
+            Family("rbl_key_queries_total", "counter", "DNS queries answered under each access key, by key name.",
+                   [({"key": self.key_names[i]}, usage[2]) for i, usage in sorted(self.key_usage.items())
+                    if i in self.key_names]),
+            Family("rbl_key_period_queries", "gauge",
+                   "Queries under each access key in its quota's current period.",
+                   [({"key": self.key_names[i]}, usage[1]) for i, usage in sorted(self.key_usage.items())
+                    if i in self.key_names]),
+            Family("rbl_key_quota", "gauge", "Each access key's quota: queries per period (keys with one).",
+                   [({"key": self.key_names[i]}, q) for i, q in sorted(self.key_quota.items()) if i in self.key_names]),
+            Family("rbl_key_over_quota", "gauge", "1 while an access key is past its quota (answered 127.255.255.255).",
+                   [({"key": self.key_names[i]}, int(i in self.keys_over)) for i in sorted(self.key_quota)
+                    if i in self.key_names]),
+            Family("rbl_rrl_limited_total", "counter",
+                   "UDP answers response rate limiting held back, by kind of answer and action "
+                   "(dropped, or slipped: sent truncated so a real client retries over TCP).",
+                   [({"kind": name.rsplit("-", 1)[0], "action": name.rsplit("-", 1)[1]}, count)
+                    for name, count in sorted(limited.items())]),
         ]
         if snapshot is not None:
             families += [

@@ -29,13 +29,16 @@ from pathlib import Path
 
 from rbl.delivery.courier import Courier, Relay
 from rbl.dns.pool import WorkerPool
+from rbl.dns.quota import Quotas
 from rbl.dns.server import bind_pair
 from rbl.errors import RblError
 from rbl.metrics import Metrics
 from rbl.policy.listing import load_listing_policy
 from rbl.policy.notices import Notices
+from rbl.policy.resolvers import load_resolvers, resolver_files
 from rbl.policy.sources import Source, fetch_source, load_sources, replace_from
 from rbl.store import ListingStore
+from rbl.store.keys import KeyStore
 from rbl.transfer.publish import TransferPublisher
 from rbl.transfer.versions import TRANSFER_FOLDER, write_json
 from rbl.zone.config import load_zones
@@ -49,6 +52,9 @@ POLL_SECONDS = 0.1  # how often the store is asked whether anything changed (one
 KEEP_FILES = 3  # snapshot files kept: a worker may still be opening the one before
 SERVE_SUFFIX = ".serve"  # the serving folder beside the store: rbl.db's is rbl.serve/
 KEPT = "kept.json"  # in it: the snapshot served last and what it was built from
+ACCESS = "access.json"  # in it: the access keys' hashes and the public resolvers, for the workers
+ACCESS_SECONDS = 0.25  # how often keys, resolvers and quotas are looked at (a revoked key stops within a second)
+USAGE_SECONDS = 5.0  # how often key usage is written to the store (for rbl key list and restarts)
 
 
 def give_back_memory() -> None:
@@ -94,6 +100,11 @@ class Primary:
         self.source = SnapshotSource(db, policy, zones)
         self.metrics = Metrics()
         self.publisher: TransferPublisher | None = None
+        self.quotas = Quotas(time.time)
+        self._access_seen: tuple | None = None
+        self._resolvers: list[str] = []
+        self._key_names: dict[int, str] = {}
+        self._key_quota: dict[int, int] = {}
 
     def _build_and_write(self, folder: Path, full: bool = False) -> tuple[Snapshot, Path]:
         snapshot = self.source.build() if full else self.source.update()
@@ -148,6 +159,66 @@ class Primary:
                      snapshot.serial, snapshot.listings, snapshot.compile_seconds)
             for old in sorted(folder.glob("*.snap"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
                 old.unlink(missing_ok=True)
+
+    def _access_state(self, keys: KeyStore) -> tuple:
+        """What the access file is made from: the keys' mark and the resolver files' stats."""
+        files = resolver_files(self.policy_path)
+        return keys.mark(), tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists())
+
+    def _write_access(self, folder: Path, keys: KeyStore, stored: dict | None = None) -> Path:
+        """Read the keys and resolvers again and write the access file the workers read."""
+        self._access_seen = self._access_state(keys)
+        try:
+            self._resolvers = load_resolvers(self.policy_path)
+        except RblError as exc:
+            log.error("public resolvers: keeping the last good list: %s", exc)
+        table = keys.table()
+        self.quotas.load(table, stored)
+        self.quotas.update(self.metrics.key_totals())
+        self._keys_to_metrics(table)
+        path = folder / ACCESS
+        write_json(path, {"keys": [{k: e[k] for k in ("id", "hash", "zones", "quota", "period", "revoked")}
+                                   for e in table],
+                          "resolvers": self._resolvers, "over": sorted(self.quotas.over)})
+        return path
+
+    def _keys_to_metrics(self, table: list[dict] | None = None) -> None:
+        if table is not None:
+            self._key_names = {e["id"]: e["name"] for e in table}
+            self._key_quota = {e["id"]: e["quota"] for e in table if e["quota"] is not None and not e["revoked"]}
+        usage = self.quotas.usage(self.metrics.key_totals())
+        self.metrics.keys_known(self._key_names, self._key_quota, usage, self.quotas.over)
+
+    async def guard_access(self, folder: Path, workers: WorkerPool) -> None:
+        """Keys created or revoked and resolver files edited reach the workers within a second; so
+        does a key reaching its quota, summed over every worker, and a period rolling over."""
+        loop = asyncio.get_running_loop()
+        keys = KeyStore(ListingStore(self.db_path))
+        written: dict = {}
+        next_write = time.monotonic() + USAGE_SECONDS
+        try:
+            while True:
+                await asyncio.sleep(ACCESS_SECONDS)
+                try:
+                    if await loop.run_in_executor(None, self._access_state, keys) != self._access_seen:
+                        path = await loop.run_in_executor(None, self._write_access, folder, keys)
+                        workers.publish_access(path)
+                        workers.tell_over(sorted(self.quotas.over))
+                    over = self.quotas.update(self.metrics.key_totals())
+                    if over is not None:
+                        workers.tell_over(sorted(over))
+                    self._keys_to_metrics()
+                    if time.monotonic() >= next_write:
+                        next_write = time.monotonic() + USAGE_SECONDS
+                        usage = self.quotas.usage(self.metrics.key_totals())
+                        changed = {k: v for k, v in usage.items() if written.get(k) != v}
+                        await loop.run_in_executor(None, keys.record_usage, changed)
+                        written.update(changed)
+                except Exception:  # answering goes on with the keys in force
+                    log.exception("access keys: keeping those in force after an unexpected error")
+                    await asyncio.sleep(1)
+        finally:
+            keys.store.close()
 
     async def mirror(self) -> None:
         """Fetch each listing source (policy/sources/) on its schedule and replace its listings.
@@ -294,9 +365,14 @@ class Primary:
                 runner = HttpThread(application, *http, nice=self.http_nice)
                 http_port = await loop.run_in_executor(None, runner.start)
                 log.info("HTTP on http://%s:%d/", _shown(http[0]), http_port)  # tests read the port from this line
+            keys = KeyStore(ListingStore(self.db_path))
+            try:
+                access = self._write_access(folder, keys, keys.usage())  # the usage of the last run carries on
+            finally:
+                keys.store.close()
             # Hold the port (port 0: pick it) until the workers have bound it beside us.
             udp, tcp, bound = bind_pair(host, port)
-            pool = WorkerPool(host, bound, workers, path, self.metrics)
+            pool = WorkerPool(host, bound, workers, path, self.metrics, access)
             try:
                 await pool.start()
             finally:
@@ -310,7 +386,8 @@ class Primary:
             self.publisher = TransferPublisher(folder / TRANSFER_FOLDER)
             self.publisher.offer(snapshot, path)  # a kept one's version is on disk: nothing to render
             courier = Courier(self.db_path, lambda: self.source.policy, self.relay, self._standing)
-            tasks = [asyncio.create_task(pool.supervise()), asyncio.create_task(courier.run())]
+            tasks = [asyncio.create_task(pool.supervise()), asyncio.create_task(courier.run()),
+                     asyncio.create_task(self.guard_access(folder, pool))]
             if kept is None or await self._first_compile(folder, pool, stop):
                 tasks += [asyncio.create_task(self.watch(folder, pool)), asyncio.create_task(self.mirror())]
             await stop.wait()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rbl.cli import access, listings, policy, serving  # noqa: F401 - each registers its commands
+from rbl.cli import access, keys, listings, policy, serving  # noqa: F401 - each registers its commands
 from rbl.cli.base import cli
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from rbl.dns.clients import ClientGate
 from rbl.dns.counts import QueryCounts
 from rbl.dns.general import general_answer
+from rbl.dns.keys import KeyTable
 from rbl.dns.wire import HotAnswer, SnapshotWire, build_snapshot_wire, template_answer
 from rbl.transfer.respond import TransferResponder
 from rbl.zone.snapshot import Snapshot
@@ -18,9 +20,14 @@ log = logging.getLogger(__name__)
 Serving = tuple[Snapshot, SnapshotWire, HotAnswer | None]
 
 
-def _serving(snapshot: Snapshot) -> Serving:
-    wires = build_snapshot_wire(snapshot)
+def _serving(snapshot: Snapshot, keys: KeyTable) -> Serving:
+    wires = build_snapshot_wire(snapshot, keys)
     return snapshot, wires, wires.hot
+
+
+def _rate_limit(snapshot: Snapshot):
+    """The server's one rate limit (rbl.zone.config.load_zones checks that zone files agree)."""
+    return next((z.config.rate_limit for z in snapshot.zones.values() if z.config.rate_limit is not None), None)
 
 
 class Responder:
@@ -30,10 +37,15 @@ class Responder:
     in the current templates' hit lists, the general path in ``counts``.
     """
 
-    def __init__(self, snapshot: Snapshot, transfers: TransferResponder | None = None):
-        self._serving: Serving = _serving(snapshot)
+    def __init__(self, snapshot: Snapshot, transfers: TransferResponder | None = None,
+                 keys: KeyTable | None = None, resolvers: list[str] | tuple[str, ...] = ()):
+        self.keys = keys if keys is not None else KeyTable()
+        self._serving: Serving = _serving(snapshot, self.keys)
         self.counts = QueryCounts()
         self.transfers = transfers  # zone transfers and TSIG-signed queries; None: refused
+        self.resolvers = tuple(resolvers)
+        # Per client network: public resolver or not, and RRL (the batch loop's; TCP asks it too).
+        self.gate = ClientGate(_rate_limit(snapshot), self.resolvers)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -53,8 +65,17 @@ class Responder:
 
     def use(self, snapshot: Snapshot) -> None:
         old = self.wires
-        self._serving = _serving(snapshot)  # one assignment: see Serving
+        self._serving = _serving(snapshot, self.keys)  # one assignment: see Serving
         self.counts.fold(old.values())  # the old answer tables say what the old hits mean
+        if _rate_limit(snapshot) != self.gate.limit:
+            self.gate = ClientGate(_rate_limit(snapshot), self.resolvers)
+
+    def use_access(self, keys: list[dict], resolvers: list[str] | tuple[str, ...]) -> None:
+        """A new key table and list of public resolvers (the primary's access file)."""
+        self.keys.replace(keys)
+        if tuple(resolvers) != self.resolvers:
+            self.resolvers = tuple(resolvers)
+            self.gate = ClientGate(self.gate.limit, self.resolvers)
 
     def totals(self) -> dict:
         """Every query answered so far, by (zone, rcode, codes)."""
@@ -66,18 +87,21 @@ class Responder:
         """Whether any zone's answers depend on who asks (access rules)."""
         return any(zone.config.access for zone in self.snapshot.zones.values())
 
-    def respond(self, data: bytes, udp: bool = True, client: str | None = None) -> bytes | None:
-        """The reply to one DNS message from client (an address), or None to stay silent."""
+    def respond(self, data: bytes, udp: bool = True, client: str | None = None,
+                resolver: bool = False) -> bytes | None:
+        """The reply to one DNS message from client (an address; ``resolver``: a public
+        resolver's), or None to stay silent."""
         snapshot, wires, hot_answer = self._serving
         try:
-            if hot_answer is not None:
-                reply = hot_answer(data)
+            if not resolver:  # a resolver's queries are the general path's: it alone knows what they get
+                if hot_answer is not None:
+                    reply = hot_answer(data)
+                    if reply is not None:
+                        return reply
+                reply = template_answer(data, snapshot, wires, udp)
                 if reply is not None:
                     return reply
-            reply = template_answer(data, snapshot, wires, udp)
-            if reply is None:
-                reply = general_answer(data, snapshot, udp, client, self.counts, self.transfers)
-            return reply
+            return general_answer(data, snapshot, udp, client, self.counts, self.transfers, self.keys, resolver)
         except Exception:  # a packet must never take the server down
             log.exception("unexpected error answering a %d-byte packet", len(data))
             return None

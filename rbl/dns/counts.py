@@ -11,7 +11,9 @@ labelled totals directly.
 
 A worker sends its totals since it started, not increments, as one JSON line
 on its standard output; the primary keeps each worker's latest line, so a line
-that is late or never written loses nothing but freshness.
+that is late or never written loses nothing but freshness. The same line
+carries the queries answered under each access key (by key id, for quotas) and
+the answers response rate limiting dropped or slipped (by kind).
 """
 
 from __future__ import annotations
@@ -60,18 +62,40 @@ class QueryCounts:
                 self.add(key, count)
 
 
-def encode(totals: dict[Key, int]) -> bytes:
-    """One line for the primary: ``{"queries": [[zone, rcode, codes, count], ...]}``."""
-    return json.dumps({"queries": [[*key, count] for key, count in totals.items()]},
-                      separators=(",", ":")).encode() + b"\n"
+def encode(totals: dict[Key, int], keys: dict[int, int] | None = None, limited: dict[str, int] | None = None) -> bytes:
+    """One line for the primary: ``{"queries": [[zone, rcode, codes, count], ...], "keys": [[id, count], ...],
+    "limited": [[kind-action, count], ...]}`` (the last two only when not empty)."""
+    data: dict = {"queries": [[*key, count] for key, count in totals.items()]}
+    if keys:
+        data["keys"] = [[key_id, count] for key_id, count in sorted(keys.items())]
+    if limited:
+        data["limited"] = [[name, count] for name, count in sorted(limited.items())]
+    return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
 
-def decode(line: bytes) -> dict[Key, int]:
-    """A worker's line back into totals.
+def decode_line(line: bytes) -> tuple[dict[Key, int], dict[int, int], dict[str, int]]:
+    """A worker's line back into query totals, per-key totals and RRL totals.
 
     :raises ValueError: for a line that is not one of ours.
     """
     data = json.loads(line)
+    queries = decode(line, data)
+    keys, limited = {}, {}
+    for name, out, kind in (("keys", keys, int), ("limited", limited, str)):
+        for entry in data.get(name, []):
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], kind)
+                    and isinstance(entry[1], int) and entry[1] >= 0):
+                raise ValueError(f"not a {name} count: {entry!r}")
+            out[entry[0]] = entry[1]
+    return queries, keys, limited
+
+
+def decode(line: bytes, data: object = None) -> dict[Key, int]:
+    """A worker's line back into query totals.
+
+    :raises ValueError: for a line that is not one of ours.
+    """
+    data = json.loads(line) if data is None else data
     entries = data.get("queries") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ValueError('not {"queries": [...]}')

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 from dnslib import AAAA, EDNS0, NS, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from rbl.dns.counts import QueryCounts
+from rbl.dns.keys import OK, OVER, OVER_CODE, REQUIRED, RESOLVER, UNKNOWN, KeyTable, error_text, is_key
 from rbl.dns.wire import MAX_QUERY, MAX_UDP_REPLY
 from rbl.protocol import (
     CLASS_IN, MAX_NAME, OUR_UDP_SIZE, PLAIN_UDP_SIZE, QTYPE_A, QTYPE_AAAA, QTYPE_ANY, QTYPE_AXFR, QTYPE_IXFR, QTYPE_NS,
     QTYPE_OPT, QTYPE_SOA, QTYPE_TSIG, QTYPE_TXT, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, RCODE_NXDOMAIN,
     RCODE_REFUSED, header_only_reply,
 )
-from rbl.zone.config import ACCESS_CODE
+from rbl.zone.config import ACCESS_CODE, ERROR_TTL
 from rbl.zone.snapshot import NXDOMAIN, Snapshot, ZoneSnapshot
 
 if TYPE_CHECKING:
@@ -27,15 +28,18 @@ if TYPE_CHECKING:
 
 
 def general_answer(data: bytes, snapshot: Snapshot, udp: bool, client: str | None = None,
-                   counts: QueryCounts | None = None, transfers: TransferResponder | None = None) -> bytes | None:
+                   counts: QueryCounts | None = None, transfers: TransferResponder | None = None,
+                   keys: KeyTable | None = None, resolver: bool = False) -> bytes | None:
     """The reply to any packet, or None when it deserves none (too short, or a response).
 
     With ``counts``, the query is counted there by zone, rcode and the codes of
     the name's answer, as the fast paths count theirs. A query signed with TSIG
     goes through ``transfers``, which checks the signature and signs the reply
-    (without it, the signature is ignored).
+    (without it, the signature is ignored). ``keys`` checks the access keys of
+    keyed zones (none: every key is unknown); ``resolver`` says the client is a
+    public resolver (rbl.policy.resolvers), whose keyless queries are refused.
     """
-    reply, rcode, outcome = _general(data, snapshot, udp, client, transfers)
+    reply, rcode, outcome = _general(data, snapshot, udp, client, transfers, keys, resolver)
     if counts is not None and reply is not None:
         counts.add((outcome[0], rcode, outcome[1]))
     return reply
@@ -45,7 +49,8 @@ _NO_ZONE = ("", "")
 
 
 def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None,
-             transfers: TransferResponder | None = None) -> tuple[bytes | None, int, tuple]:
+             transfers: TransferResponder | None = None, keys: KeyTable | None = None,
+             resolver: bool = False) -> tuple[bytes | None, int, tuple]:
     """The reply, its rcode and (zone origin, codes of the answer) for counting."""
     if len(data) < 12 or data[2] & 0x80:
         return None, 0, _NO_ZONE
@@ -61,7 +66,8 @@ def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None,
     except Exception:  # dnslib raises several kinds for broken packets
         return header_only_reply(data, RCODE_FORMERR), RCODE_FORMERR, _NO_ZONE
     if transfers is not None and query.ar and query.ar[-1].rtype == QTYPE_TSIG:
-        reply = transfers.signed(data, lambda unsigned: general_answer(unsigned, snapshot, udp, client), client)
+        reply = transfers.signed(
+            data, lambda unsigned: general_answer(unsigned, snapshot, udp, client, keys=keys, resolver=resolver), client)
         return reply, reply[3] & 0x0F if reply and len(reply) > 3 else 0, _NO_ZONE
     labels = query.questions[0].qname.label
     if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
@@ -83,7 +89,7 @@ def _general(data: bytes, snapshot: Snapshot, udp: bool, client: str | None,
             reply.header.aa = 0
             return bytes(reply.pack()), RCODE_BADVERS, _NO_ZONE
         limit = min(max(opt.rclass, PLAIN_UDP_SIZE), MAX_UDP_REPLY)
-    outcome = _answer(reply, question, snapshot, client)
+    outcome = _answer(reply, question, snapshot, client, keys, resolver)
     if opt is not None:
         reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags=do_bit))
     packed = reply.pack()
@@ -105,7 +111,8 @@ def _locate(snapshot: Snapshot, qname: DNSLabel) -> tuple[ZoneSnapshot, tuple[by
     return None
 
 
-def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client: str | None) -> tuple[str, str]:
+def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client: str | None,
+            keys: KeyTable | None = None, resolver: bool = False) -> tuple[str, str]:
     """Fill in the reply; (zone origin, codes of the name's answer) for counting."""
     if question.qclass != CLASS_IN:
         reply.header.rcode = RCODE_REFUSED
@@ -160,7 +167,29 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
         if not reply.rr:
             reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
         return config.origin, ""
+    cell = None
+    if config.keys != "off" or resolver:
+        why = OK
+        if config.keys != "off" and is_key(rel_labels[-1]):
+            cell, why = keys.check(rel_labels[-1], config.family) if keys is not None else (None, UNKNOWN)
+            rel_labels = rel_labels[:-1]
+        elif config.keys == "required":
+            why = REQUIRED
+        if why == OK and cell is None and resolver:
+            why = RESOLVER  # a keyless query through a public resolver (a key says who asks: it is answered)
+        if why != OK and qtype in (QTYPE_A, QTYPE_TXT, QTYPE_ANY):
+            return _key_error(reply, qname, config, why, keys, _key_label(question))
+        if why != OK:
+            reply.add_auth(_negative_soa(zone, origin, snapshot.serial))  # no such record; the error is for A/TXT
+            return config.origin, ""
+        if not rel_labels:  # KEY.bl.example itself: it exists, with nothing of its own
+            reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
+            cell[0] += 1
+            return config.origin, ""
+        rel = b".".join(rel_labels)
     result = zone.find(rel) if not any(b"." in label for label in rel_labels) else NXDOMAIN
+    if cell is not None:
+        cell[0] += 1  # a key's count: answered under it
     if result > 0:
         answer = zone.answers[result]
         if qtype in (QTYPE_A, QTYPE_ANY):
@@ -178,6 +207,27 @@ def _answer(reply: DNSRecord, question: DNSQuestion, snapshot: Snapshot, client:
         reply.header.rcode = RCODE_NXDOMAIN
     reply.add_auth(_negative_soa(zone, origin, snapshot.serial))
     return config.origin, ""
+
+
+def _key_label(question: DNSQuestion) -> bytes:
+    """The key label of a keyed name as asked (for the quota in an error's TXT)."""
+    labels = question.qname.label
+    return next((label for label in reversed(labels) if is_key(label)), b"")
+
+
+def _key_error(reply: DNSRecord, qname: DNSLabel, config, why: int, keys: KeyTable | None,
+               label: bytes) -> tuple[str, str]:
+    """127.255.255.254 (or .255: past its quota) with a TXT that says why, for a short time."""
+    code = OVER_CODE if why == OVER else ACCESS_CODE
+    qtype = reply.q.qtype
+    ttl = min(ERROR_TTL, config.negative_ttl)
+    if qtype in (QTYPE_A, QTYPE_ANY):
+        reply.add_answer(RR(qname, QTYPE_A, ttl=ttl, rdata=A(code)))
+    if qtype in (QTYPE_TXT, QTYPE_ANY):
+        quota = keys.quota_text(label) if why == OVER and keys is not None else ""
+        text = error_text(why, config.origin, config.key_info, quota).encode("ascii", "replace")
+        reply.add_answer(RR(qname, QTYPE_TXT, ttl=ttl, rdata=TXT([text[i:i + 255] for i in range(0, len(text), 255)])))
+    return config.origin, code
 
 
 def _glue(config, host: str, qtype: int, owner: DNSLabel) -> list[RR]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from rbl.dns.counts import Key, decode
+from rbl.dns.counts import Key, decode_line
 from rbl.dns.worker import READY
 from rbl.errors import RblError
 
@@ -26,7 +27,8 @@ log = logging.getLogger("rbl")
 class TotalsSink(Protocol):
     """Where the workers' query totals go."""
 
-    def worker_totals(self, worker: int, totals: dict[Key, int]) -> None: ...
+    def worker_totals(self, worker: int, totals: dict[Key, int], keys: dict[int, int] | None = None,
+                      limited: dict[str, int] | None = None) -> None: ...
 
     def worker_gone(self, worker: int) -> None: ...
 
@@ -34,16 +36,20 @@ class TotalsSink(Protocol):
 class WorkerPool:
     """N DNS worker processes on one port; restarted when one dies."""
 
-    def __init__(self, host: str, port: int, count: int, path: Path, metrics: TotalsSink):
+    def __init__(self, host: str, port: int, count: int, path: Path, metrics: TotalsSink,
+                 access: Path | None = None):
         self.host, self.port, self.count, self.path = host, port, count, path
+        self.access = access  # the access file (keys, public resolvers) a new worker starts from
+        self.over: list[int] = []  # the keys past their quota, told again to a restarted worker
         self.metrics = metrics
         self.procs: list[subprocess.Popen] = []
         self._listeners: set[asyncio.Task] = set()
         self._ids = itertools.count(1)  # a worker's key in metrics: pids are reused, these are not
 
     def _spawn(self) -> subprocess.Popen:
+        access = [str(self.access)] if self.access is not None else []
         return subprocess.Popen(
-            [sys.executable, "-m", "rbl.dns.worker", self.host, str(self.port), str(self.path)],
+            [sys.executable, "-m", "rbl.dns.worker", self.host, str(self.port), str(self.path), *access],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
 
@@ -56,6 +62,8 @@ class WorkerPool:
             transport.close()
             await loop.run_in_executor(None, proc.wait)
             raise RblError(f"a DNS worker failed to start (exit code {proc.returncode})")
+        if self.over:
+            self._write(proc, json.dumps({"over": self.over}))
         task = asyncio.create_task(self._listen(next(self._ids), reader, transport))
         self._listeners.add(task)
         task.add_done_callback(self._listeners.discard)
@@ -72,7 +80,7 @@ class WorkerPool:
                 if not line:
                     break
                 try:
-                    self.metrics.worker_totals(worker, decode(line))
+                    self.metrics.worker_totals(worker, *decode_line(line))
                 except ValueError as exc:
                     log.error("DNS worker %d: not a counts line (%s): %r", worker, exc, line[:200])
         finally:
@@ -87,11 +95,27 @@ class WorkerPool:
         """Tell every worker to map the snapshot at path."""
         self.path = path
         for proc in self.procs:
-            try:
-                proc.stdin.write(f"{path}\n".encode())
-                proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass  # it died; supervise() restarts it with the newest path
+            self._write(proc, str(path))
+
+    def publish_access(self, path: Path) -> None:
+        """Tell every worker to read the access file at path (keys and public resolvers)."""
+        self.access = path
+        for proc in self.procs:
+            self._write(proc, json.dumps({"access": str(path)}))
+
+    def tell_over(self, over: list[int]) -> None:
+        """Tell every worker which keys are past their quota now."""
+        self.over = over
+        for proc in self.procs:
+            self._write(proc, json.dumps({"over": over}))
+
+    @staticmethod
+    def _write(proc: subprocess.Popen, line: str) -> None:
+        try:
+            proc.stdin.write(f"{line}\n".encode())
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died; supervise() restarts it with the newest path
 
     async def supervise(self) -> None:
         while True:

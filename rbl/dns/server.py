@@ -7,9 +7,11 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 
 from rbl.dns import batch
 from rbl.dns.answer import Responder
+from rbl.dns.clients import DROP, LIMITED, RESOLVER, truncated
 from rbl.dns.wire import MAX_QUERY
 from rbl.errors import RblError
 from rbl.transfer.respond import transfer_qtype
@@ -42,12 +44,15 @@ class UdpServer:
     def _readable_batched(self) -> None:
         responder = self.responder
         respond, with_client, hot_answer = responder.respond, responder.needs_client, responder.hot
+        gate = responder.gate if responder.gate.active else None
         for _ in range(self.BURST // batch.BATCH):
-            if not self.batch.serve(respond, with_client, hot_answer):
+            if not self.batch.serve(respond, with_client, hot_answer, gate):
                 return
 
     def _readable(self) -> None:
         recvfrom, sendto, respond = self.sock.recvfrom, self.sock.sendto, self.responder.respond
+        gate = self.responder.gate if self.responder.gate.active else None
+        now = time.monotonic()
         for _ in range(self.BURST):
             try:
                 data, addr = recvfrom(MAX_QUERY)  # larger ones arrive cut short: FORMERR anyway
@@ -55,7 +60,15 @@ class UdpServer:
                 return
             except OSError:  # ICMP errors surface here: the client went away
                 continue
-            reply = respond(data, True, addr[0])
+            if gate is None:
+                reply = respond(data, True, addr[0])
+            else:
+                key = _network_key(addr[0])
+                entry = gate.table.get(key) or gate.entry(key, now)
+                reply = respond(data, True, addr[0], bool(entry[0] & RESOLVER))
+                if reply is not None and entry[0] & LIMITED:
+                    verdict = gate.account(entry, reply, now)
+                    reply = None if verdict == DROP else truncated(reply) if verdict else reply
             if reply is not None:
                 try:
                     sendto(reply, addr)
@@ -65,6 +78,14 @@ class UdpServer:
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
+
+
+def _network_key(address: str) -> bytes:
+    """The gate's key for a sender's address as text (the batch loop slices it from the sockaddr)."""
+    if ":" in address:
+        packed = socket.inet_pton(socket.AF_INET6, address.split("%")[0])
+        return packed[:7] if any(packed[:7]) else packed[:15]
+    return socket.inet_pton(socket.AF_INET, address)[:3]
 
 
 class TcpHandler:
@@ -82,6 +103,8 @@ class TcpHandler:
             return
         self.open += 1
         client = (writer.get_extra_info("peername") or ("",))[0]
+        # RRL never limits TCP; a public resolver's keyless queries get their error here too.
+        resolver = self.responder.gate.resolvers.holds_text(client)
         try:
             while True:
                 try:
@@ -97,7 +120,7 @@ class TcpHandler:
                     except ConnectionError:
                         break  # a stream cut short: only closing the connection tells the client
                     continue
-                reply = self.responder.respond(data, False, client)
+                reply = self.responder.respond(data, False, client, resolver)
                 if reply is None:
                     continue
                 writer.write(struct.pack(">H", len(reply)) + reply)

@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from rbl.dns.counts import new_hits
+from rbl.dns.keys import KEY_LABEL, KeyTable, is_key
 from rbl.protocol import (
     CLASS_IN, FLAG_AA, FLAG_QR, MAX_NAME, OPT_FIXED, PLAIN_UDP_SIZE, POINTERS, QNAME_POINTER, QTYPE_A, QTYPE_ANY,
     QTYPE_OPT, QTYPE_TXT, RCODE_NXDOMAIN, name_wire, opt_record,
@@ -54,11 +55,15 @@ class ZoneWire:
     """Byte templates of one zone for the fast path, built once per snapshot."""
 
     __slots__ = ("zone", "origin_wire", "origin_len", "ip4_question", "ip6_question", "pair_questions", "pair_origin",
-                 "a_rrs", "a_counts", "txt_head", "soa_tail", "special", "hits")
+                 "a_rrs", "a_counts", "txt_head", "soa_tail", "special", "hits", "keys", "keys_open", "key_mode")
 
-    def __init__(self, zone: ZoneSnapshot, serial: int):
+    def __init__(self, zone: ZoneSnapshot, serial: int, keys: KeyTable | None = None):
         config = zone.config
         self.zone = zone
+        # Keyed zones: the keys seen in force under the zone's family, one dict shared by its sub-zones.
+        self.key_mode = config.keys
+        self.keys = keys if keys is not None else KeyTable()
+        self.keys_open = self.keys.open(config.family) if config.keys != "off" else None
         self.origin_wire = origin = name_wire(config.origin, any_length=True)
         # Wire length of the SOA's owner: the origin, or a sub-zone's parent.
         self.origin_len = len(config.soa_owner) + 2
@@ -98,6 +103,10 @@ class ZoneWire:
             )
             # Tried before either, so that a query for another zone costs one short search.
             self.pair_origin = re.compile(rb"(?i:" + re.escape(origin) + rb")\x00", re.S).search
+        if config.keys == "required":
+            # A keyless name is an error answer (the general path's); keyed ones go by _question.
+            self.ip4_question = self.ip6_question = _NEVER
+            self.pair_questions = ()
         # Names with records of their own (apex, glue hosts): the general path answers them.
         self.special = {b""} | {
             host[: -len(config.origin) - 1].encode("ascii")
@@ -154,8 +163,9 @@ class SnapshotWire(dict):
     tenants: tuple[ZoneWire, ...] = ()  # the tenant zones', whose pair names template_answer tries first
 
 
-def build_snapshot_wire(snapshot: Snapshot) -> SnapshotWire:
-    wires = SnapshotWire((origin, ZoneWire(zone, snapshot.serial)) for origin, zone in snapshot.zones.items())
+def build_snapshot_wire(snapshot: Snapshot, keys: KeyTable | None = None) -> SnapshotWire:
+    keys = keys if keys is not None else KeyTable()
+    wires = SnapshotWire((origin, ZoneWire(zone, snapshot.serial, keys)) for origin, zone in snapshot.zones.items())
     wires.hot = make_hot_answer(list(wires.values()))
     wires.tenants = tuple(w for w in wires.values() if w.pair_questions)
     return wires
@@ -206,18 +216,22 @@ def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
     It gives the reply to the commonest query there is, or None to try the
     other paths: an A or TXT question for four reversed octets under a zone
     without access rules, class IN, with no EDNS or a bare OPT (version 0, no
-    options). Everything it needs is bound once per snapshot, so a query costs
-    a regex match, a bisect and one join. The general path gives the same
-    answers (tests hold them to it, listed A answers byte for byte).
+    options); in a keyed zone, with a key in force already seen (else the
+    slower paths check it). Everything it needs is bound once per snapshot, so
+    a query costs a regex match, a bisect and one join, and a key one
+    dictionary lookup more. The general path gives the same answers (tests
+    hold them to it, listed A answers byte for byte).
     """
     zones = []
     for wire in wires:
         zone = wire.zone
         if zone.config.access or zone.config.serves == "tenant":
             continue
+        # The key label, when the zone reads one: present, or (optional) absent; "()" never matches one.
+        key_part = b"(" + KEY_LABEL + b")?" if zone.config.keys != "off" else b"()"
         pattern = re.compile(
-            b"(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(?i:"
-            + re.escape(wire.origin_wire) + rb")\x00([\x01\x10])\x00\x01"
+            b"(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")(" + _OCTET_LABEL + b")"
+            + key_part + b"(?i:" + re.escape(wire.origin_wire) + rb")\x00([\x01\x10])\x00\x01"
             # A bare OPT: root owner, type 41, any payload size, extended rcode 0, version 0, DO or not, no data.
             + rb"(?:\Z|\x00\x00\x29..\x00\x00([\x00\x80])\x00\x00\x00\Z)", re.S)
         answers: list = [None] * len(wire.a_rrs)
@@ -229,7 +243,8 @@ def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
                 heads = heads_by_count.get(count) or heads_by_count.setdefault(count, _hot_heads(count))
                 answers[index] = (heads, body)
         zones.append((pattern.match, zone.ip4_starts, zone.ip4_values, zone.ip4_blocks, answers,
-                      wire.origin_len, wire.soa_tail, {}, wire, wire.hits))
+                      wire.origin_len, wire.soa_tail, {}, wire, wire.hits, wire.keys_open,
+                      zone.config.keys == "required"))
     if not zones:
         return None
     label_value, negative_heads, pointers, opts = _LABEL_VALUE, _NEGATIVE_HEADS, POINTERS, _OPT_BY_DO
@@ -241,13 +256,19 @@ def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
         counts = data[4:12]
         if (counts != plain and counts != with_opt) or data[2] & 0xF8:
             return None  # (a packet shorter than a header has no counts either)
-        for match, starts, values, blocks, answers, origin_len, soa_tail, txts, wire, hits in zones:
+        for match, starts, values, blocks, answers, origin_len, soa_tail, txts, wire, hits, keys_open, required in zones:
             m = match(data, 12)
             if m is None:
                 continue
-            d, c, b, a, qtype, do = m.groups()
+            d, c, b, a, label, qtype, do = m.groups()
             if (do is None) != (counts == plain):
                 return None  # an OPT the header does not count, or a count with no OPT
+            if label:
+                cell = keys_open.get(label[1:].lower())
+                if cell is None:
+                    return None  # a key not seen yet, revoked, or past its quota: the slower paths say which
+            elif required:
+                return None
             value = label_value[a] << 24 | label_value[b] << 16 | label_value[c] << 8 | label_value[d]
             block = value >> BLOCK_SHIFT
             result = values[bisect_right(starts, value, blocks[block], blocks[block + 1] + 1) - 1]
@@ -255,7 +276,7 @@ def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
             if do is None:
                 question, opt = data[12:], b""
             else:
-                question, opt, key = data[12:m.start(6) - 7], opts[do[0]], key | 2
+                question, opt, key = data[12:m.start(7) - 7], opts[do[0]], key | 2
             if result and qtype == b"\x10":
                 txt = txts.get(result)
                 if txt is None:
@@ -271,16 +292,22 @@ def make_hot_answer(wires: list[ZoneWire]) -> HotAnswer | None:
                 if len(reply) > PLAIN_UDP_SIZE:
                     return None
                 hits[result] += 1
+                if label:
+                    cell[0] += 1  # a key's count: only where this path answers, or the slower one counts it
                 return reply
             if result:
                 found = answers[result]
                 if found is None:
                     return None
                 hits[result] += 1
+                if label:
+                    cell[0] += 1
                 return b"".join((data[:2], found[0][key], question, found[1], opt))
             if m.end(4) == 20:
                 return None  # "1.0.0.2" is also the nibble path to 2001::/16: the slower path decides
             hits[0] += 1
+            if label:
+                cell[0] += 1
             return b"".join((data[:2], negative_heads[key], question,
                              pointers[len(question) - 4 - origin_len + 12], soa_tail, opt))
         return None
@@ -330,8 +357,11 @@ def template_answer(data: bytes, snapshot: Snapshot, wires: SnapshotWire, udp: b
     question = _question(data, snapshot, wires)
     if question is None:
         return None
-    wire, rel, qtype, qend = question
-    return _reply(data, wire, rel, wire.zone.find(rel), qtype, qend, udp)
+    wire, rel, qtype, qend, cell = question
+    reply = _reply(data, wire, rel, wire.zone.find(rel), qtype, qend, udp)
+    if reply is not None and cell is not None:
+        cell[0] += 1  # a key's count
+    return reply
 
 
 def _identity(wire_labels: bytes) -> tuple[bytes, int] | None:
@@ -382,7 +412,8 @@ def _pair_reply(data: bytes, wire: ZoneWire, m: re.Match, family: int, udp: bool
 
 
 def _question(data: bytes, snapshot: Snapshot, wires: SnapshotWire) -> tuple | None:
-    """(zone templates, name below the origin, qtype, end of question) for any A/TXT/ANY name."""
+    """(zone templates, name below the origin and its key, qtype, end of question, the key's count
+    cell or None) for any A/TXT/ANY name; None when the key is missing or not in force."""
     labels = []
     pos = 12
     end = len(data)
@@ -410,9 +441,19 @@ def _question(data: bytes, snapshot: Snapshot, wires: SnapshotWire) -> tuple | N
         return None
     zone, rel = found
     wire = wires[zone.origin]
+    cell = None
+    if wire.key_mode != "off":
+        head, _, last = rel.rpartition(b".")
+        if is_key(last):
+            cell, _why = wire.keys.check(last, zone.config.family)
+            if cell is None or not head:
+                return None  # the error answer (or the key's own name): the general path's
+            rel = head
+        elif wire.key_mode == "required":
+            return None
     if rel in wire.special or zone.config.access:
         return None
-    return wire, rel, qtype, qend
+    return wire, rel, qtype, qend, cell
 
 
 def _reply(data: bytes, wire: ZoneWire, rel: bytes, result: int, qtype: int, qend: int, udp: bool) -> bytes | None:

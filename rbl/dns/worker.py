@@ -6,6 +6,10 @@ newer snapshot from its standard input, one per line; end of input (the primary
 is gone) stops it. Only the arrays' pages are shared, so N workers cost one
 snapshot in memory plus N small interpreters.
 
+Its standard input also carries JSON lines: ``{"access": PATH}`` names a new
+access file (keys and public resolvers, see :func:`read_access`), ``{"over":
+[ids]}`` the keys past their quota, as the primary sums them.
+
 Its standard output says ``ready`` once it answers, then carries its query
 counts to the primary (:mod:`rbl.dns.counts`) every second they change.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from rbl.dns.answer import Responder
 from rbl.dns.counts import encode
+from rbl.dns.keys import read_key_table
 from rbl.dns.server import start_dns
 from rbl.transfer.respond import TransferResponder
 from rbl.errors import RblError
@@ -53,21 +59,42 @@ class CountsSender:
         self.timer: asyncio.TimerHandle | None = None
 
     def send(self) -> None:
-        totals = self.responder.totals()
+        responder = self.responder
+        totals = (dict(responder.totals()), responder.keys.totals(), responder.gate.totals())
         if totals == self.sent or self.pipe.is_closing() or self.pipe.get_write_buffer_size():
             return
-        self.pipe.write(encode(totals))
-        self.sent = dict(totals)
+        self.pipe.write(encode(*totals))
+        self.sent = totals
 
     def every(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self.send()
         self.timer = loop.call_later(seconds, self.every, loop, seconds)
 
 
-async def serve(host: str, port: int, path: str) -> None:
+def read_access(path: str) -> tuple[list[dict], list[str], list[int]]:
+    """The access file the primary writes: (key table, public resolver networks, keys over quota)."""
+    keys = read_key_table(path)
+    data = json.loads(Path(path).read_text())
+    return keys, [str(n) for n in data.get("resolvers", [])], [int(i) for i in data.get("over", [])]
+
+
+def _control(responder: Responder, text: str) -> None:
+    """One JSON line from the primary: a new access file, or the keys now past their quota."""
+    message = json.loads(text)
+    if "access" in message:
+        keys, resolvers, over = read_access(message["access"])
+        responder.use_access(keys, resolvers)
+        responder.keys.set_over(over)
+    if "over" in message:
+        responder.keys.set_over(int(i) for i in message["over"])
+
+
+async def serve(host: str, port: int, path: str, access: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     # The primary writes zone transfer files beside the snapshots (rbl/transfer/versions.py).
     responder = Responder(read_snapshot(path), TransferResponder(Path(path).parent / TRANSFER_FOLDER))
+    if access:
+        _control(responder, json.dumps({"access": access}))
     # Answering makes no reference cycles, yet each query's few small objects would
     # trigger the cyclic collector every few hundred queries (measured: 10-15% of a
     # worker's time at full load). Collect on a timer instead.
@@ -85,8 +112,15 @@ async def serve(host: str, port: int, path: str) -> None:
         line = await reader.readline()
         if not line:
             break
+        text = line.decode().strip()
+        if text.startswith("{"):
+            try:
+                _control(responder, text)
+            except (RblError, ValueError, TypeError, KeyError) as exc:
+                log.error("keeping the keys and resolvers in force: %s", exc)
+            continue
         try:
-            responder.use(read_snapshot(line.decode().strip()))
+            responder.use(read_snapshot(text))
             gc.unfreeze()  # the previous snapshot's objects may go now
             gc.collect()
             gc.freeze()
@@ -106,8 +140,8 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("rbl.transfer").setLevel(logging.INFO)  # each transfer served, like the primary's snapshots
-    host, port, path = argv
-    asyncio.run(serve(host, int(port), path))
+    host, port, path, *access = argv
+    asyncio.run(serve(host, int(port), path, access[0] if access else None))
 
 
 if __name__ == "__main__":

@@ -370,6 +370,33 @@ def _identity_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX listings_identities ON listings (zone, kind, net) WHERE identities IS NOT NULL")
 
 
+def _access_keys(db: sqlite_utils.Database) -> None:
+    # Access keys for the DNS zones (2.0.0.127.KEY.bl.example), hashed like tokens: a copy of the
+    # database hands out no working key. Usage is the primary's count of the period in force,
+    # written every few seconds, so `rbl key list` and a restart know it.
+    db.execute(
+        """
+        CREATE TABLE access_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,      -- the operator's name for it: who holds it
+            hash TEXT NOT NULL UNIQUE,      -- hex SHA-256 of the key; the key itself is never stored
+            hint TEXT NOT NULL,             -- its first 4 characters, to tell keys apart
+            zones TEXT,                     -- JSON list of zone origins it opens; NULL: every keyed zone
+            quota INTEGER,                  -- queries per period; NULL: no quota
+            period INTEGER NOT NULL,        -- the quota's period in seconds (epoch-aligned)
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at TEXT,                -- NULL: in force
+            revoked_by TEXT
+        )
+        """
+    )
+    db.execute("CREATE TABLE key_usage (key_id INTEGER PRIMARY KEY REFERENCES access_keys (id), "
+               "period_start INTEGER NOT NULL, used INTEGER NOT NULL, total INTEGER NOT NULL)")
+    # Bumped by every key change: the primary's watcher compares it, as it does the generation.
+    db.execute("INSERT INTO meta (key, value) VALUES ('keys', 0)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_listings_audit_meta", _listings),
     ("0002_serving_indexes", _serving_indexes),
@@ -386,6 +413,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0013_outbox", _outbox),
     ("0014_identities", _identities),
     ("0015_identity_index", _identity_index),
+    ("0016_access_keys", _access_keys),
 ]
 
 

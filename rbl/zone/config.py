@@ -33,6 +33,16 @@ Example::
         serves: listings       # DKIM signing domains: rbl listing add --zone dkim.bl.example
         codes: {block: 127.0.2.2, throttle: 127.0.2.4}
         dkim: true             # vendors' tenant_terminated identities are listed here
+    keys: optional             # access keys in query names (2.0.0.127.KEY.bl.example): required,
+                               # optional or off (the default); sub-zones follow the zone
+    key_info: "keys: https://bl.example/keys"   # said in the TXT of every key error answer
+    rate_limit:                # response rate limiting of UDP answers, per client /24 and /56
+      responses_per_second: 50 # answers with records
+      nxdomains_per_second: 50 # NXDOMAIN and NODATA
+      errors_per_second: 10    # REFUSED, FORMERR, NOTIMP and the 127.255.255.25x error answers
+      window: 15               # seconds of excess remembered
+      slip: 2                  # every 2nd limited answer goes out truncated (TC=1); 0: none
+      exempt: [192.0.2.0/24]   # never limited
     export:                    # rbl export rbldnsd|zonefile
       ipv4_mapped: true        # zone files: ::ffff:a.b.c.d names answered from the IPv4
                                # listings, as rbl does (false: only the RFC 5782 test point)
@@ -62,6 +72,8 @@ MAX_TTL = 2**31 - 1
 
 MALFORMED_CODE = "127.255.255.252"
 ACCESS_CODE = "127.255.255.254"
+KEY_MODES = ("off", "optional", "required")
+ERROR_TTL = 60  # the 127.255.255.25x answers of keys and resolvers: short, so a fixed problem passes quickly
 ACCESS_ACTIONS = ("allow", "refuse", "error")
 SERVES = ("listings", "verbatim", "cloud", "tenant")
 # The cloud information zone's codes (DESIGN section 3): input to scoring, never a block.
@@ -118,6 +130,26 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """Response rate limiting (RRL) of UDP answers: per client network, per kind of answer.
+
+    Each client /24 (IPv4) or /56 (IPv6) has an account per kind, credited with its
+    rate every second up to one second's worth and debited per answer; an answer
+    that finds the account empty is dropped, or every ``slip``-th sent truncated.
+    Debt is remembered for up to ``window`` seconds of the rate.
+    """
+
+    responses: int = 50  # answers with records, per second
+    nxdomains: int = 50  # NXDOMAIN and NODATA
+    errors: int = 10  # everything else
+    window: int = 15
+    slip: int = 2
+    exempt: tuple[str, ...] = ()
+    path: str = ""  # the zone file that says so
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class ZoneConfig:
     """One zone as the operator wrote it."""
 
@@ -138,6 +170,14 @@ class ZoneConfig:
     export_ipv4_mapped: bool = True  # zone files write ::ffff:a.b.c.d names from the IPv4 data
     transfer: TransferConfig | None = None  # zone transfers to secondaries; None: none (never on a sub-zone)
     dkim: bool = False  # a sub-zone of DKIM signing domains: vendors' terminated tenants are listed here
+    keys: str = "off"  # one of KEY_MODES: access keys in query names (rbl.dns.keys)
+    key_info: str = ""  # where to get a key, said in every key error answer
+    rate_limit: RateLimit | None = None  # RRL of UDP answers; None: none
+
+    @property
+    def family(self) -> str:
+        """The zone and its sub-zones: what an access key opens (a key names zones, not sub-zones)."""
+        return self.apex or self.origin
 
     @property
     def soa_owner(self) -> str:
@@ -195,7 +235,7 @@ def load_zone(path: str | Path) -> list[ZoneConfig]:
     node = yamlfile.check_keys(
         data,
         {"origin", "ttl", "negative_ttl", "soa", "ns", "txt", "malformed_answer", "access", "serves", "codes",
-         "subzones", "export", "transfer"},
+         "subzones", "export", "transfer", "keys", "key_info", "rate_limit"},
         {"origin", "soa", "ns"},
         "zone",
         name,
@@ -262,8 +302,56 @@ def load_zone(path: str | Path) -> list[ZoneConfig]:
         codes=_codes(node),
         export_ipv4_mapped=_export(node),
         transfer=_transfer(node),
+        keys=_keys(node),
+        key_info=_key_info(node),
+        rate_limit=_rate_limit(node),
     )
     return [zone, *_subzones(node, zone)]
+
+
+def _keys(node: yamlfile.Located) -> str:
+    mode = node.get("keys", "off")
+    if mode is False:  # YAML reads a bare off as false
+        mode = "off"
+    if mode not in KEY_MODES:
+        raise node.error(f"keys: unknown {mode!r} (expected required, optional or off)", "keys")
+    return mode
+
+
+def _key_info(node: yamlfile.Located) -> str:
+    text = node.get("key_info", "")
+    if not isinstance(text, str) or not text.isascii() or len(text) > 200:
+        raise node.error("key_info must be a text of at most 200 ASCII characters", "key_info")
+    return text
+
+
+def _rate_limit(node: yamlfile.Located) -> RateLimit | None:
+    if "rate_limit" not in node:
+        return None
+    where = node.where("rate_limit")
+    rrl = yamlfile.check_keys(node["rate_limit"], {"responses_per_second", "nxdomains_per_second",
+                                                   "errors_per_second", "window", "slip", "exempt"},
+                              set(), "rate_limit", node.path, where)
+
+    def whole(key: str, default: int, low: int, high: int) -> int:
+        value = rrl.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise rrl.error(f"{key} must be a whole number from {low} to {high}, not {value!r}", key)
+        return value
+
+    exempt = rrl.get("exempt", [])
+    if not isinstance(exempt, list):
+        raise rrl.error("exempt must be a list of networks such as 192.0.2.0/24", "exempt")
+    return RateLimit(
+        responses=whole("responses_per_second", 50, 1, 10**7),
+        nxdomains=whole("nxdomains_per_second", 50, 1, 10**7),
+        errors=whole("errors_per_second", 10, 1, 10**7),
+        window=whole("window", 15, 1, 3600),
+        slip=whole("slip", 2, 0, 10),
+        exempt=tuple(_each(rrl, "exempt", exempt, lambda t: ipaddress.ip_network(t, strict=False),
+                           "exempt: {!r} is not a network such as 192.0.2.0/24")),
+        path=node.path, line=where,
+    )
 
 
 def _export(node: yamlfile.Located) -> bool:
@@ -322,7 +410,7 @@ def _subzones(node: yamlfile.Located, parent: ZoneConfig) -> list[ZoneConfig]:
             raise sub.error("txt must be a text of ASCII characters", "txt")
         out.append(dataclasses.replace(
             parent, origin=origin, ttl=_ttl(sub, "ttl", parent.ttl), txt=txt, serves=serves,
-            codes=_codes(sub), apex=parent.origin, glue={}, transfer=None, dkim=dkim,
+            codes=_codes(sub), apex=parent.origin, glue={}, transfer=None, dkim=dkim, rate_limit=None,
         ))
     return out
 
@@ -447,4 +535,10 @@ def load_zones(zones_dir: str | Path) -> list[ZoneConfig]:
             zones[zone.origin] = zone
     if not zones:
         raise ConfigError("no zone files (*.yaml) in the zones folder", str(folder))
+    # One rate limiter answers for the whole server (an attack's names need not be in any zone).
+    limits = [z.rate_limit for z in zones.values() if z.rate_limit is not None]
+    for other in limits[1:]:
+        if dataclasses.replace(other, path="", line=0) != dataclasses.replace(limits[0], path="", line=0):
+            raise ConfigError(f"rate_limit differs from the one in {limits[0].path}: one server has one rate "
+                              "limiter, so zone files that set it must agree", other.path, other.line)
     return sorted(zones.values(), key=lambda z: z.origin)

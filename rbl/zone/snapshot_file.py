@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rbl.errors import SnapshotError
 from rbl.files import replaced
-from rbl.zone.config import Soa, ZoneConfig
+from rbl.zone.config import RateLimit, Soa, ZoneConfig
 from rbl.zone.snapshot import Answer, Snapshot, ZoneSnapshot
 from rbl.zone.tenant import TENANT_ARRAYS, TenantZone
 
@@ -156,6 +156,8 @@ def read_snapshot(path: str | Path) -> Snapshot:
         config["ns"] = tuple(config["ns"])
         config["glue"] = {host: tuple(addresses) for host, addresses in config["glue"].items()}
         config["access"] = tuple(tuple(rule) for rule in config["access"])
+        if config.get("rate_limit") is not None:
+            config["rate_limit"] = RateLimit(**dict(config["rate_limit"], exempt=tuple(config["rate_limit"]["exempt"])))
         answers = _answers(region("answers"), entry["answers_digest"])
         kind = TenantZone if config["serves"] == "tenant" else ZoneSnapshot
         zone = kind(config=ZoneConfig(**config), answers=answers, domain_keys=keys,
