@@ -39,12 +39,14 @@ def policy_check(db, policy, zones) -> None:
         rbl policy check && rbl serve
     """
     from rbl.errors import ConfigError
+    from rbl.policy.resolvers import load_resolvers
     from rbl.policy.sources import load_sources
     from rbl.policy.vendors import load_policy
 
     configs = load_zones(zones)
     loaded = load_policy(policy)
     listed_from = load_sources(policy)
+    resolvers = load_resolvers(policy)
     origins = {config.origin for config in configs}
     for source in listed_from:
         if source.zone is not None and source.zone not in origins:
@@ -59,7 +61,7 @@ def policy_check(db, policy, zones) -> None:
         counts[item.space] = counts.get(item.space, 0) + 1
     spread = ", ".join(f"{n} {space}" for space, n in sorted(counts.items())) or "no ranges"
     click.echo(f"{policy}: ok: {len(loaded.vendors)} vendors, {spread}; zones: "
-               + ", ".join(f"{z.origin} ({z.serves})" for z in configs) + f"; {len(listed_from)} listing sources")
+               + ", ".join(f"{z.origin} ({z.serves})" for z in configs) + f"; {len(listed_from)} listing sources; {len(resolvers)} public resolver networks")
 
 
 @cli.command()
