@@ -210,3 +210,34 @@ def test_a_bad_keys_setting_names_the_file_and_line(workspace, mode):
     path.write_text(path.read_text().replace("serves: listings\n", f"serves: listings\nkeys: {mode}\n", 1))
     proc = workspace.rbl("policy", "check", check=False)
     assert proc.returncode == 2 and "bl.example.yaml, line" in proc.stderr and "keys" in proc.stderr, proc.stderr
+
+
+def test_operators_create_list_and_revoke_keys_over_http_and_bad_bodies_get_4xx(workspace):
+    keyed(workspace, "required")
+    token = operator_token(workspace)
+    server = Server(workspace, "--workers", "2")
+    try:
+        status, made = server.http("POST", "/v1/keys", {"name": "acme-mail", "quota": "5000/hour",
+                                                        "zones": ["bl.example"]}, token=token)
+        assert status == 201 and made["key"]["quota"] == "5000/hour" and made["key"]["zones"] == ["bl.example"]
+        key = made["secret"]
+        assert re.fullmatch(r"[a-z2-7]{26}", key) and made["key"]["hint"] == key[:4]
+        server.wait_for(lambda: server.addresses(f"2.0.0.127.{key}.bl.example") == {"127.0.0.2"}, 1.0)
+        status, listed = server.get("/v1/keys", token=token)
+        assert status == 200 and [k["name"] for k in listed["keys"]] == ["acme-mail"]
+        assert key not in json.dumps(listed)
+        for body, field in [({"name": "Bad Name"}, "name"), ({"name": "x", "quota": "lots"}, "quota"),
+                            ({"name": "x", "zones": ["nope.example"]}, "zones"), ({"name": "x", "colour": 1}, "colour"),
+                            ({"name": "acme-mail"}, "name")]:
+            status, reply = server.http("POST", "/v1/keys", body, token=token)
+            assert 400 <= status < 500 and reply["field"] == field, (body, status, reply)
+        assert server.http("POST", "/v1/keys", {"name": "acme-mail"}, token=token)[0] == 409
+        assert server.http("POST", "/v1/keys", {"name": "y"})[0] == 401
+        status, revoked = server.http("POST", "/v1/keys/acme-mail/revoke", token=token)
+        assert status == 200 and revoked["key"]["revoked_at"]
+        server.wait_for(lambda: server.addresses(f"2.0.0.127.{key}.bl.example") == {ACCESS}, 1.0)
+        assert server.http("POST", "/v1/keys/acme-mail/revoke", token=token)[0] == 409
+        assert server.http("POST", "/v1/keys/nobody/revoke", token=token)[0] == 404
+        assert [k["name"] for k in server.get("/v1/keys", token=token)[1]["keys"]] == ["acme-mail"]
+    finally:
+        server.stop()

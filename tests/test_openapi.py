@@ -32,7 +32,7 @@ def test_every_example_validates():
                 schema = {**content["schema"], "components": document["components"]}
                 jsonschema_rs.validate(schema, content["example"])
                 checked += 1
-    assert checked == 5
+    assert checked == 6
     with pytest.raises(ValueError):
         schema = {"$ref": "#/components/schemas/EvidenceBody", "components": document["components"]}
         jsonschema_rs.validate(schema, {"items": [{"subject": "3.5.140.7"}]})

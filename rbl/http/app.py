@@ -475,6 +475,70 @@ async def vendor_events(request: web.Request) -> web.Response:
                               "newest": outbox.newest(name)})
 
 
+async def keys(request: web.Request) -> web.Response:
+    """The operator's access keys: listed (GET, never their text) or created (POST, the text once)."""
+    from rbl.cli.keys import key_rows
+    from rbl.store.keys import KeyStore, parse_quota
+
+    token = authorize_operator(request, "access keys")
+    if isinstance(token, web.Response):
+        return token
+    served = request.app[SERVED]
+    store = KeyStore(served.store)
+    if request.method == "GET":
+        return web.json_response({"keys": key_rows(store.list(), store.usage(), time.time())})
+    got = await read_json(request)
+    if isinstance(got, web.Response):
+        return got
+    body, _ = got
+    fields = {"name", "quota", "zones"}
+    if not isinstance(body, dict) or "name" not in body or set(body) - fields:
+        unknown = sorted(set(body) - fields) if isinstance(body, dict) else []
+        return error(400, "a JSON object with name and optionally quota and zones", field=unknown[0] if unknown else "name")
+    if not isinstance(body["name"], str):
+        return error(400, "name must be a string", field="name")
+    quota = None
+    if body.get("quota") is not None:
+        try:
+            quota = parse_quota(body["quota"]) if isinstance(body["quota"], str) else parse_quota("")
+        except ValueError as exc:
+            return error(400, f"quota: {exc}", field="quota")
+    zones = body.get("zones")
+    origins = sorted(z.config.origin for z in served.source.served.zones.values() if not z.config.apex)
+    if zones is not None:
+        if not isinstance(zones, list) or not zones or not all(isinstance(z, str) for z in zones):
+            return error(400, "zones: a non-empty list of zone origins", field="zones")
+        zones = [z.lower().rstrip(".") for z in zones]
+        unknown = [z for z in zones if z not in origins]
+        if unknown:
+            return error(400, f"zones: no zone {unknown[0]!r} (zones: {', '.join(origins)})", field="zones")
+    try:
+        made, text = store.create(body["name"], f"operator token:{token.id}", quota, zones)
+    except StoreError as exc:
+        return error(409 if "exists already" in str(exc) else 400, str(exc), field="name")
+    row = key_rows([made], {}, time.time())[0]
+    return web.json_response({"key": row, "secret": text}, status=201)
+
+
+async def key_revoke(request: web.Request) -> web.Response:
+    """The operator revokes a key: answered 127.255.255.254 within a second."""
+    from rbl.cli.keys import key_rows
+    from rbl.store.keys import KeyStore
+
+    token = authorize_operator(request, "access keys")
+    if isinstance(token, web.Response):
+        return token
+    store = KeyStore(request.app[SERVED].store)
+    name = request.match_info["name"]
+    if store.get(name) is None:
+        return error(404, f"no key named {name!r}", field="name")
+    try:
+        done = store.revoke(name, f"operator token:{token.id}")
+    except StoreError as exc:
+        return error(409, str(exc), field="name")
+    return web.json_response({"key": key_rows([done], store.usage(), time.time())[0]})
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format: queries, evidence, snapshots. The operator's token."""
     token = authorize_operator(request, "metrics")
@@ -516,6 +580,9 @@ def make_app(service: Served | None) -> web.Application:
     app.router.add_post("/v1/delist-requests", delist_request)
     app.router.add_get("/v1/delist-requests", delist_requests)
     app.router.add_post("/v1/delist-requests/{id}/close", delist_close)
+    app.router.add_get("/v1/keys", keys)
+    app.router.add_post("/v1/keys", keys)
+    app.router.add_post("/v1/keys/{name}/revoke", key_revoke)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     return app

@@ -189,6 +189,28 @@ def spec() -> dict:
                 "DelistClosed": {"type": "object", "required": ["request", "removed"],
                                  "properties": {"request": {"$ref": "#/components/schemas/DelistRequest"},
                                                 "removed": {"type": "array", "items": {"type": "string"}}}},
+                "KeyBody": {"type": "object", "required": ["name"], "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$",
+                                         "description": "who holds it"},
+                                "quota": {"type": "string", "nullable": True, "pattern": r"^\d+/(\d+[smhdw]|second|minute|hour|day|week)$",
+                                          "description": "queries per period, such as 100000/day or 1000/10s"},
+                                "zones": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                                          "description": "zone origins it opens (default: every keyed zone)"}}},
+                "Key": {"type": "object", "required": ["id", "name", "hint", "created_at"],
+                        "properties": {
+                            "id": {"type": "integer"}, "name": {"type": "string"},
+                            "hint": {"type": "string", "description": "the key's first 4 characters"},
+                            "zones": {"type": "array", "nullable": True, "items": {"type": "string"}},
+                            "quota": {"type": "string", "nullable": True}, "period": {"type": "integer"},
+                            "used": {"type": "integer", "description": "queries in the quota's period in force"},
+                            "total": {"type": "integer"},
+                            "created_at": {"type": "string"}, "created_by": {"type": "string"},
+                            "revoked_at": {"type": "string", "nullable": True}, "revoked_by": {"type": "string", "nullable": True}}},
+                "KeyCreated": {"type": "object", "required": ["key", "secret"], "properties": {
+                    "key": {"$ref": "#/components/schemas/Key"},
+                    "secret": {"type": "string", "pattern": "^[a-z2-7]{26}$",
+                               "description": "the key, shown this once: 2.0.0.127.KEY.bl.example"}}},
             },
         },
         "paths": {
@@ -277,6 +299,36 @@ def spec() -> dict:
                     "schema": {"$ref": "#/components/schemas/DelistClosed"}}}},
                     **_errors(400, 401, 403, 404, 409, words={
                         409: "already closed, or a wider listing would still list the subject"})},
+            }},
+            "/v1/keys": {
+                "get": {
+                    "summary": "The access keys of keyed zones, with their usage (never their text)",
+                    "security": bearer,
+                    "responses": {"200": {"description": "every key, revoked ones too", "content": {
+                        "application/json": {"schema": {"type": "object", "required": ["keys"], "properties": {
+                            "keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}}}}},
+                        **_errors(401, 403)},
+                },
+                "post": {
+                    "summary": "Create an access key; its text is in this reply only",
+                    "security": bearer,
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/KeyBody"},
+                        "example": {"name": "acme-mail", "quota": "100000/day", "zones": ["bl.example"]}}}},
+                    "responses": {"201": {"description": "created", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/KeyCreated"}}}},
+                        **_errors(400, 401, 403, 409, words={409: "a key of that name exists"})},
+                },
+            },
+            "/v1/keys/{name}/revoke": {"post": {
+                "summary": "Revoke an access key: answered 127.255.255.254 within a second",
+                "security": bearer,
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                                "example": "acme-mail"}],
+                "responses": {"200": {"description": "revoked", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["key"], "properties": {
+                        "key": {"$ref": "#/components/schemas/Key"}}}}}},
+                    **_errors(401, 403, 404, 409, words={409: "already revoked"})},
             }},
             "/metrics": {"get": {
                 "summary": "Counters in the Prometheus text format: DNS queries by zone, rcode and code; evidence "
