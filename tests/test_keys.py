@@ -241,3 +241,41 @@ def test_operators_create_list_and_revoke_keys_over_http_and_bad_bodies_get_4xx(
         assert [k["name"] for k in server.get("/v1/keys", token=token)[1]["keys"]] == ["acme-mail"]
     finally:
         server.stop()
+
+
+def test_keyed_zones_still_export_and_transfer_the_keyless_names(workspace, tmp_path):
+    workspace.rbl("listing", "add", "192.0.2.10", "2001:db8::1", "--reason", "trap")
+
+    def exported(where: str) -> dict[str, list[str]]:
+        out = tmp_path / where
+        workspace.rbl("export", "rbldnsd", str(out))
+        workspace.rbl("export", "zonefile", str(out))
+        # Everything but the serial, which every export takes afresh.
+        return {p.name: [line for line in p.read_text().splitlines() if "SOA" not in line and "snapshot" not in line]
+                for p in sorted(out.iterdir())}
+
+    plain = exported("plain")
+    keyed(workspace, "required")
+    assert exported("keyed") == plain  # mirrors apply their own access rules (README)
+    path = workspace.zones / "bl.example.yaml"
+    path.write_text(path.read_text() + "transfer:\n  tsig: optional\n")
+    server = Server(workspace)
+    try:
+        import dns.query
+        import dns.xfr
+        import dns.zone
+
+        def transferred():
+            try:
+                return dns.zone.from_xfr(dns.query.xfr("127.0.0.1", "bl.example", port=server.port, timeout=10))
+            except dns.xfr.TransferError:  # SERVFAIL until the first transfer version is rendered
+                return None
+        server.wait_for(lambda: transferred() is not None, 10)
+        zone = transferred()
+        names = {str(name) for name in zone.nodes}
+        assert "10.2.0.192" in names and "2.0.0.127" in names
+        assert not any(re.search(r"(^|\.)[a-z2-7]{26}(\.|$)", name) for name in names)
+        rdata = zone.find_rdataset("10.2.0.192", "A")
+        assert {rr.address for rr in rdata} == {"127.0.0.2"}
+    finally:
+        server.stop()
