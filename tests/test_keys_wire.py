@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rbl.addresses import reverse_name
 from rbl.dns.answer import Responder
-from rbl.dns.clients import ClientGate, truncated
+from rbl.dns.clients import ClientGate, _key_value, network_key, truncated
 from rbl.dns.general import general_answer
 from rbl.dns.keys import KeyTable
 from rbl.policy.listing import ListingPolicy
@@ -110,7 +110,7 @@ def test_a_slipped_reply_is_the_header_and_question_with_tc(tail, qtype, edns):
 def test_rrl_accounts_allow_the_rate_then_drop_and_slip_and_recover():
     limit = RateLimit(responses=10, nxdomains=5, errors=2, window=2, slip=2)
     gate = ClientGate(limit)
-    entry = gate.entry(b"\x7f\x00\x03", 0.0)
+    entry = gate.entry(network_key("127.0.3.1"), 0.0)
     answer = general_answer(dns.message.make_query("1.2.0.192.bl.example", "A").to_wire(), SNAPSHOTS["optional"], True)
     verdicts = [gate.account(entry, answer, 0.0) for _ in range(40)]
     assert verdicts[:10] == [0] * 10 and set(verdicts[10:]) == {1, 2}
@@ -121,3 +121,11 @@ def test_rrl_accounts_allow_the_rate_then_drop_and_slip_and_recover():
     # Debt is capped at window × rate: after window + 1 seconds the full second's worth is back.
     assert gate.account(entry, answer, 3.0) == 0
     assert gate.totals() == {"answer-dropped": 15, "answer-slipped": 15}
+
+
+def test_a_network_key_is_the_24_or_the_56_of_the_address():
+    assert network_key("192.0.2.1") == network_key("192.0.2.254") != network_key("192.0.3.1")
+    assert _key_value(network_key("192.0.2.77")) == (4, 0xC0000200)
+    assert network_key("2001:db8:0:1200::1") == network_key("2001:db8:0:12ff::2") != network_key("2001:db8:0:1300::1")
+    assert _key_value(network_key("2001:db8:0:12ab::1")) == (6, 0x20010DB8000012 << 72)
+    assert _key_value(network_key("::ffff:192.0.2.7")) == (4, 0xC0000200)

@@ -11,7 +11,7 @@ import time
 
 from rbl.dns import batch
 from rbl.dns.answer import Responder
-from rbl.dns.clients import DROP, LIMITED, RESOLVER, truncated
+from rbl.dns.clients import DROP, LIMITED, RESOLVER, network_key, truncated
 from rbl.dns.wire import MAX_QUERY
 from rbl.errors import RblError
 from rbl.transfer.respond import transfer_qtype
@@ -63,7 +63,7 @@ class UdpServer:
             if gate is None:
                 reply = respond(data, True, addr[0])
             else:
-                key = _network_key(addr[0])
+                key = network_key(addr[0])
                 entry = gate.table.get(key) or gate.entry(key, now)
                 reply = respond(data, True, addr[0], bool(entry[0] & RESOLVER))
                 if reply is not None and entry[0] & LIMITED:
@@ -78,14 +78,6 @@ class UdpServer:
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
-
-
-def _network_key(address: str) -> bytes:
-    """The gate's key for a sender's address as text (the batch loop slices it from the sockaddr)."""
-    if ":" in address:
-        packed = socket.inet_pton(socket.AF_INET6, address.split("%")[0])
-        return packed[:7] if any(packed[:7]) else packed[:15]
-    return socket.inet_pton(socket.AF_INET, address)[:3]
 
 
 class TcpHandler:
