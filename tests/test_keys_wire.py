@@ -129,3 +129,48 @@ def test_a_network_key_is_the_24_or_the_56_of_the_address():
     assert network_key("2001:db8:0:1200::1") == network_key("2001:db8:0:12ff::2") != network_key("2001:db8:0:1300::1")
     assert _key_value(network_key("2001:db8:0:12ab::1")) == (6, 0x20010DB8000012 << 72)
     assert _key_value(network_key("::ffff:192.0.2.7")) == (4, 0xC0000200)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["1.2.0.192.bl.example", "1.3.0.192.bl.example", "example.org", "200.2.0.192.bl.example"]),
+                min_size=1, max_size=60),
+       st.integers(1, 5), st.integers(1, 5), st.integers(1, 5), st.integers(0, 3))
+def test_the_batch_loops_inlined_rrl_limits_as_the_gates_own_accounting(names, responses, nxdomains, errors, slip):
+    """One batch, one clock reading: the batch loop's inlined accounts against ClientGate.account."""
+    import socket
+
+    from rbl.dns import batch
+
+    limit = RateLimit(responses=responses, nxdomains=nxdomains, errors=errors, window=5, slip=slip)
+    responder = Responder(SNAPSHOTS["optional"])
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        server.bind(("127.0.0.1", 0))
+        client.bind(("127.0.3.1", 0))
+        client.settimeout(0.5)
+        queries = [dns.message.make_query(name, "A", id=i).to_wire() for i, name in enumerate(names)]
+        for query in queries:
+            client.sendto(query, server.getsockname())
+        gate = ClientGate(limit)
+        sock = batch.BatchSocket(server.fileno(), socket.AF_INET)
+        assert sock.serve(responder.respond, False, responder.hot, gate)
+        twin = ClientGate(limit)
+        entry = twin.entry(network_key("127.0.3.1"), 0.0)
+        expected = []
+        for query in queries:
+            reply = responder.respond(query, True)
+            verdict = twin.account(entry, reply, 0.0)
+            if verdict != 1:
+                expected.append(truncated(reply) if verdict == 2 else reply)
+        got = [client.recv(4096) for _ in expected]
+        client.settimeout(0.02)  # and nothing more
+        try:
+            got.append(client.recv(4096))
+        except TimeoutError:
+            pass
+        assert got == expected
+        assert gate.totals() == twin.totals()
+    finally:
+        server.close()
+        client.close()
