@@ -10,24 +10,13 @@ import click
 from rbl.cli.base import CONTEXT_SETTINGS, actor_name, cli, locations
 from rbl.errors import RblError
 from rbl.store import ListingStore
+from rbl.store.keys import key_rows
 
 
 def _keys(db: str):
     from rbl.store.keys import KeyStore
 
     return KeyStore(ListingStore(db))
-
-
-def key_rows(keys, usage: dict, now: float) -> list[dict]:
-    """Each key as ``rbl key list`` and ``GET /v1/keys`` show it: never its text, its usage in the
-    period in force (0 once that period is over)."""
-    rows = []
-    for key in keys:
-        start, used, total = usage.get(key.id, (0, 0, 0))
-        current = int(now // key.period * key.period)
-        rows.append(dict(key.as_dict(), quota=key.quota_text() if key.quota is not None else None,
-                         used=used if start == current else 0, total=total))
-    return rows
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)

@@ -477,8 +477,7 @@ async def vendor_events(request: web.Request) -> web.Response:
 
 async def keys(request: web.Request) -> web.Response:
     """The operator's access keys: listed (GET, never their text) or created (POST, the text once)."""
-    from rbl.cli.keys import key_rows
-    from rbl.store.keys import KeyStore, parse_quota
+    from rbl.store.keys import KeyStore, key_rows, parse_quota
 
     token = authorize_operator(request, "access keys")
     if isinstance(token, web.Response):
@@ -522,8 +521,7 @@ async def keys(request: web.Request) -> web.Response:
 
 async def key_revoke(request: web.Request) -> web.Response:
     """The operator revokes a key: answered 127.255.255.254 within a second."""
-    from rbl.cli.keys import key_rows
-    from rbl.store.keys import KeyStore
+    from rbl.store.keys import KeyStore, key_rows
 
     token = authorize_operator(request, "access keys")
     if isinstance(token, web.Response):

@@ -195,6 +195,18 @@ class KeyStore:
                 [(key_id, start, used, total, key_id) for key_id, (start, used, total) in usage.items()])
 
 
+def key_rows(keys, usage: dict, now: float) -> list[dict]:
+    """Each key as ``rbl key list`` and ``GET /v1/keys`` show it: never its text, its usage in the
+    period in force (0 once that period is over)."""
+    rows = []
+    for key in keys:
+        start, used, total = usage.get(key.id, (0, 0, 0))
+        current = int(now // key.period * key.period)
+        rows.append(dict(key.as_dict(), quota=key.quota_text() if key.quota is not None else None,
+                         used=used if start == current else 0, total=total))
+    return rows
+
+
 def _changed(conn, stamp: str, actor: str, action: str, before: AccessKey | None, after: AccessKey) -> None:
     conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'keys'")
     # No subject: a key changes no DNS answer of a listing, so the patcher skips the row.

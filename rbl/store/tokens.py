@@ -107,7 +107,7 @@ class TokenStore:
             raise StoreError(f"an operator token has no vendor (got {vendor!r})")
         text = PREFIX + secrets.token_urlsafe(32)
         stamp = timestamp(self.store.clock())
-        with self.store.transaction(answers=False) as conn:  # a token changes no DNS answer: no new snapshot
+        with self.store.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO tokens (scope, vendor, hash, hint, label, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -125,7 +125,7 @@ class TokenStore:
             given) exists or it is already revoked; then nothing changes.
         """
         stamp = timestamp(self.store.clock())
-        with self.store.transaction(answers=False) as conn:  # a token changes no DNS answer: no new snapshot
+        with self.store.transaction() as conn:
             old = self.get(token_id)
             if old is None:
                 raise StoreError(f"no {scope + ' ' if scope else ''}token {token_id}")
