@@ -95,6 +95,14 @@ def zone_code_names(snapshot: Snapshot | None, policy: Policy | None) -> dict[st
     return out
 
 
+def _summed(retired: Counter, workers: dict[int, dict]) -> Counter:
+    """Exited workers' last totals plus every live worker's latest."""
+    total = Counter(retired)
+    for totals in workers.values():
+        total.update(totals)
+    return total
+
+
 class Metrics:
     """The primary's counters and the workers' query totals."""
 
@@ -140,17 +148,7 @@ class Metrics:
     def key_totals(self) -> Counter:
         """Queries answered under each access key id by any worker since the primary started."""
         with self._lock:
-            total = Counter(self._retired_keys)
-            for keys in self._worker_keys.values():
-                total.update(keys)
-            return total
-
-    def limited(self) -> Counter:
-        with self._lock:
-            total = Counter(self._retired_limited)
-            for limited in self._worker_limited.values():
-                total.update(limited)
-            return total
+            return _summed(self._retired_keys, self._worker_keys)
 
     def keys_known(self, names: dict[int, str], quotas: dict[int, int], usage: dict[int, tuple[int, int, int]],
                    over: frozenset[int]) -> None:
@@ -164,10 +162,7 @@ class Metrics:
             return self._queries()
 
     def _queries(self) -> Counter:
-        total = Counter(self._retired)
-        for totals in self._workers.values():
-            total.update(totals)
-        return total
+        return _summed(self._retired, self._workers)
 
     # -- fed by the primary ----------------------------------------------------------
 
@@ -237,9 +232,7 @@ class Metrics:
                    "When each listing source last replaced its listings, in seconds since the epoch.",
                    [({"source": name}, at) for name, at in sorted(self.source_success.items())]),
         ]
-        limited = Counter(self._retired_limited)
-        for worker in self._worker_limited.values():
-            limited.update(worker)
+        limited = _summed(self._retired_limited, self._worker_limited)
         families += [
             Family("rbl_key_queries_total", "counter", "DNS queries answered under each access key, by key name.",
                    [({"key": self.key_names[i]}, usage[2]) for i, usage in sorted(self.key_usage.items())

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from rbl.errors import RblError
+from rbl.store.keys import quota_text
 
 KEY_LABEL = rb"\x1a[a-zA-Z2-7]{26}"  # a key label on the wire: length 26, base32 in any case
 _KEY_TEXT = re.compile(rb"^[a-zA-Z2-7]{26}$")
@@ -86,10 +87,7 @@ class KeyTable:
 
     def quota_text(self, label: bytes) -> str:
         entry = self.by_hash.get(hashlib.sha256(label.lower()).digest()) or {}
-        from rbl.store.keys import AccessKey
-
-        key = AccessKey(0, "", "", None, entry.get("quota"), entry.get("period", 86400), "", "")
-        return key.quota_text()
+        return quota_text(entry.get("quota"), entry.get("period", 86400))
 
     def totals(self) -> dict[int, int]:
         """Queries answered under each key since this worker started."""

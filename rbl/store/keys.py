@@ -58,11 +58,15 @@ class AccessKey:
         return out
 
     def quota_text(self) -> str:
-        """``100000/day``, ``1000/10s`` or ``-`` for none."""
-        if self.quota is None:
-            return "-"
-        named = {seconds: name for name, seconds in PERIODS.items()}
-        return f"{self.quota}/{named.get(self.period) or f'{self.period}s'}"
+        return quota_text(self.quota, self.period)
+
+
+def quota_text(quota: int | None, period: int) -> str:
+    """``100000/day``, ``1000/10s`` or ``-`` for none."""
+    if quota is None:
+        return "-"
+    named = {seconds: name for name, seconds in PERIODS.items()}
+    return f"{quota}/{named.get(period) or f'{period}s'}"
 
 
 def key_hash(text: str) -> str:
